@@ -1,0 +1,224 @@
+-- Turning a call's Lua table into borg's argument vector.
+--
+-- The array part holds the positional arguments; the hash part holds long
+-- options with underscores for dashes. true gives a bare flag, false
+-- gives nothing, a string or an integer gives --name=value, and an array
+-- gives a repeatable option once per value. Positionals follow "--", so a
+-- path that starts with "-" is never read as an option. Every mistake
+-- raises a usage error before anything runs.
+
+local errors = require "borg.errors"
+
+local argv = {}
+
+local function describe(value)
+  local kind = math.type(value) or type(value)
+  if kind == "string" then
+    if #value > 40 then
+      value = value:sub(1, 37) .. "..."
+    end
+    return string.format("string %q", value)
+  end
+  return kind
+end
+
+-- Return value as argument text, or nil when it is not a string or an
+-- integer.
+local function scalar_text(value)
+  if type(value) == "string" then
+    return value
+  end
+  if math.type(value) == "integer" then
+    return string.format("%d", value)
+  end
+  return nil
+end
+
+local function check_text(command, what, text)
+  if text:find("\0", 1, true) then
+    errors.usage(command, "%s contains a NUL byte, which cannot be passed to borg"
+      .. " in an argument vector", what)
+  end
+end
+
+-- Return the positional arguments of args as a list of strings.
+local function positionals(command, args)
+  local n = 0
+  for key in pairs(args) do
+    if math.type(key) == "integer" then
+      if key < 1 then
+        errors.usage(command, "positional arguments must be at indexes 1..n, got"
+          .. " index %d", key)
+      end
+      n = math.max(n, key)
+    elseif type(key) ~= "string" then
+      errors.usage(command, "option names must be strings, got a %s key", describe(key))
+    end
+  end
+  local list = {}
+  for i = 1, n do
+    local value = args[i]
+    if value == nil then
+      errors.usage(command, "positional argument %d is missing (nil in the middle of"
+        .. " the argument list)", i)
+    end
+    local text = scalar_text(value)
+    if text == nil then
+      errors.usage(command, "positional argument %d must be a string or an integer,"
+        .. " got %s", i, describe(value))
+    end
+    check_text(command, "positional argument " .. i, text)
+    list[i] = text
+  end
+  return list
+end
+
+local function option_names(spec)
+  local names = {}
+  for name in pairs(spec.options) do
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  return names
+end
+
+local function unknown_option(command, spec, name)
+  local names = option_names(spec)
+  local guess = errors.nearest(name, names)
+  if guess then
+    errors.usage(command, "unknown option '%s' (did you mean '%s'?)", name, guess)
+  end
+  errors.usage(command, "unknown option '%s' (borg %s accepts: %s)", name,
+    table.concat(spec.words, " "), table.concat(names, ", "))
+end
+
+local function value_text(command, name, option, value)
+  local text = scalar_text(value)
+  if text == nil then
+    errors.usage(command, "option '%s' expects %s, got %s", name,
+      option.type == "integer" and "an integer" or "a string or an integer",
+      describe(value))
+  end
+  if option.type == "integer" and not text:find("^%-?%d+$") then
+    errors.usage(command, "option '%s' expects an integer, got %s", name,
+      describe(value))
+  end
+  check_text(command, "option '" .. name .. "'", text)
+  if option.choices then
+    local ok = false
+    for _, choice in ipairs(option.choices) do
+      ok = ok or choice == text
+    end
+    if not ok then
+      errors.usage(command, "option '%s' must be one of %s, got %s", name,
+        table.concat(option.choices, ", "), describe(value))
+    end
+  end
+  return text
+end
+
+-- Append the arguments of one option to list.
+local function add_option(list, command, name, option, value)
+  local flag = "--" .. name:gsub("_", "-")
+  if option.kind == "flag" then
+    if type(value) ~= "boolean" then
+      errors.usage(command, "option '%s' is a flag and takes true or false, got %s",
+        name, describe(value))
+    end
+    if value then
+      list[#list + 1] = flag
+    end
+    return
+  end
+  if value == false then
+    return
+  end
+  if option.kind == "repeatable" and type(value) == "table"
+      and getmetatable(value) == nil then
+    local n = #value
+    for key in pairs(value) do
+      if math.type(key) ~= "integer" or key < 1 or key > n then
+        errors.usage(command, "option '%s' takes an array of values, got a table"
+          .. " with key %s", name, describe(key))
+      end
+    end
+    for i = 1, n do
+      list[#list + 1] = flag .. "=" .. value_text(command, name, option, value[i])
+    end
+    return
+  end
+  if type(value) == "table" then
+    errors.usage(command, "option '%s' takes a single value, got a table%s", name,
+      option.kind == "repeatable" and " with a metatable" or "")
+  end
+  list[#list + 1] = flag .. "=" .. value_text(command, name, option, value)
+end
+
+-- Return the sorted option names of args that spec accepts; names listed
+-- in skip are left out. An unknown name raises a usage error.
+function argv.check_names(command, spec, args, skip)
+  local names = {}
+  for key in pairs(args) do
+    if type(key) == "string" and not (skip and skip[key]) then
+      if spec.options[key] == nil then
+        unknown_option(command, spec, key)
+      end
+      names[#names + 1] = key
+    end
+  end
+  table.sort(names)
+  return names
+end
+
+-- Check the number of positionals against what borg's parser needs. A
+-- repository location may come from BORG_REPO, so the first positional
+-- counts as given when has_repo is true.
+local function check_count(command, spec, given, has_repo)
+  local min, max = 0, 0
+  for _, p in ipairs(spec.positionals) do
+    min = min + p.min
+    if max >= 0 then
+      max = p.max < 0 and -1 or max + p.max
+    end
+  end
+  if max >= 0 and given > max then
+    errors.usage(command, "takes at most %d positional argument%s, got %d", max,
+      max == 1 and "" or "s", given)
+  end
+  if given < min then
+    local first = spec.positionals[1]
+    if not (has_repo and first and first.name == "location" and given + 1 >= min) then
+      local missing = spec.positionals[given + 1] or first
+      errors.usage(command, "the positional argument '%s' is missing (borg %s needs"
+        .. " at least %d)", missing.name, table.concat(spec.words, " "), min)
+    end
+  end
+end
+
+-- Build the argument vector (without the program name).
+-- args: the call's table; spec: the catalogue entry; extra: arguments the
+-- library adds after the command words (such as --log-json); skip: names
+-- in args that are not borg options; has_repo: BORG_REPO is set.
+function argv.build(command, spec, args, extra, skip, has_repo)
+  local list = {}
+  for _, word in ipairs(spec.words) do
+    list[#list + 1] = word
+  end
+  for _, arg in ipairs(extra) do
+    list[#list + 1] = arg
+  end
+  local positional = positionals(command, args)
+  for _, name in ipairs(argv.check_names(command, spec, args, skip)) do
+    add_option(list, command, name, spec.options[name], args[name])
+  end
+  check_count(command, spec, #positional, has_repo)
+  if #positional > 0 then
+    list[#list + 1] = "--"
+    for _, text in ipairs(positional) do
+      list[#list + 1] = text
+    end
+  end
+  return list
+end
+
+return argv

@@ -1,0 +1,111 @@
+-- Error objects raised by the borg library.
+--
+-- Every failure is raised as a table with the metatable below, so a
+-- script can test `err.kind` and `err.msgid` instead of parsing text, and
+-- `tostring(err)` still reads like an ordinary Lua error message.
+-- Kinds: "usage" (bad call, nothing ran), "spawn" (borg could not be
+-- started), "borg" (borg exited with rc >= 2, or check with rc 1),
+-- "prompt", "timeout", "signal", "decode".
+
+local errors = {}
+
+local Error = {}
+Error.__index = Error
+Error.__name = "borg.error"
+
+-- Format as "where: borg CMD: message (msgid, rc N)".
+function Error.__tostring(err)
+  local parts = {}
+  if err.where then
+    parts[#parts + 1] = err.where .. ": "
+  end
+  parts[#parts + 1] = err.command and ("borg " .. err.command .. ": ") or "borg: "
+  parts[#parts + 1] = err.message or "failed"
+  local detail = {}
+  if err.msgid then
+    detail[#detail + 1] = err.msgid
+  end
+  if err.rc then
+    detail[#detail + 1] = "rc " .. err.rc
+  elseif err.signal then
+    detail[#detail + 1] = "signal " .. err.signal
+  end
+  if #detail > 0 then
+    parts[#parts + 1] = " (" .. table.concat(detail, ", ") .. ")"
+  end
+  return table.concat(parts)
+end
+
+-- Return true when value is an error object of this library.
+function errors.is(value)
+  return getmetatable(value) == Error
+end
+
+-- Return a new error object with the given fields.
+function errors.new(fields)
+  return setmetatable(fields, Error)
+end
+
+-- Return "source:line" of the first stack frame outside the library,
+-- which is the caller's line that a usage error points at.
+local function caller_position()
+  for level = 3, 40 do
+    local info = debug.getinfo(level, "Sl")
+    if info == nil then
+      return nil
+    end
+    local source = info.source or ""
+    if info.what ~= "C" and not source:find("^@lua/borg/") then
+      return info.short_src .. ":" .. (info.currentline or 0)
+    end
+  end
+  return nil
+end
+
+-- Raise a usage error for command with a formatted message.
+function errors.usage(command, fmt, ...)
+  error(errors.new {
+    kind = "usage",
+    command = command,
+    message = string.format(fmt, ...),
+    where = caller_position(),
+  }, 0)
+end
+
+-- Return the closest name in candidates to name, or nil when none is
+-- close enough to be a likely typo.
+function errors.nearest(name, candidates)
+  local best, best_distance
+  for _, candidate in ipairs(candidates) do
+    local distance = errors.edit_distance(name, candidate)
+    if best_distance == nil or distance < best_distance
+        or (distance == best_distance and candidate < best) then
+      best, best_distance = candidate, distance
+    end
+  end
+  if best and best_distance <= math.max(2, #name // 3) then
+    return best
+  end
+  return nil
+end
+
+-- Return the Levenshtein distance between strings a and b.
+function errors.edit_distance(a, b)
+  local previous, current = {}, {}
+  for j = 0, #b do
+    previous[j] = j
+  end
+  for i = 1, #a do
+    current[0] = i
+    local ai = a:byte(i)
+    for j = 1, #b do
+      local cost = ai == b:byte(j) and 0 or 1
+      current[j] = math.min(previous[j] + 1, current[j - 1] + 1,
+                            previous[j - 1] + cost)
+    end
+    previous, current = current, previous
+  end
+  return previous[#b]
+end
+
+return errors

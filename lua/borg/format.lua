@@ -1,0 +1,35 @@
+-- Formatting figures for people: sizes and durations.
+
+local format = {}
+
+local UNITS = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" }
+
+-- Return bytes as text with binary units, such as "31.2 MiB" or "512 B".
+function format.size(bytes)
+  if type(bytes) ~= "number" then
+    return "?"
+  end
+  local value, unit = math.abs(bytes), 1
+  while value >= 1024 and unit < #UNITS do
+    value, unit = value / 1024, unit + 1
+  end
+  local sign = bytes < 0 and "-" or ""
+  if unit == 1 then
+    return string.format("%s%d B", sign, math.tointeger(value) or value)
+  end
+  return string.format("%s%.1f %s", sign, value, UNITS[unit])
+end
+
+-- Return seconds as text, such as "4.1 s" or "2 min 5 s".
+function format.duration(seconds)
+  if type(seconds) ~= "number" then
+    return "?"
+  end
+  if seconds < 60 then
+    return string.format("%.1f s", seconds)
+  end
+  local minutes = math.floor(seconds / 60)
+  return string.format("%d min %d s", minutes, math.floor(seconds - minutes * 60))
+end
+
+return format

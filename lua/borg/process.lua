@@ -1,0 +1,202 @@
+-- Running one borg process and reading what it writes.
+--
+-- borg always runs with --log-json, so each stderr line is a JSON record
+-- (log messages, file status, progress, questions) or, for the few things
+-- borg prints outside its logging, plain text. This module sorts the
+-- records as they arrive, hands them to callbacks, and keeps bounded
+-- tails of the rest, so a flood of stderr never grows host memory.
+-- Failures to start the program raise a "spawn" error; everything else
+-- is reported in the returned outcome for the caller to judge.
+
+local core = require "borg.core"
+local errors = require "borg.errors"
+local json = require "borg.json"
+
+local process = {}
+
+local LOG_TAIL = 100     -- log records kept in run.log
+local WARNING_MAX = 1000 -- warning records kept in run.warnings
+local STDERR_TAIL = 20   -- plain stderr lines kept for error messages
+
+local SIGNAL_NAMES = {
+  [1] = "SIGHUP", [2] = "SIGINT", [3] = "SIGQUIT", [6] = "SIGABRT",
+  [9] = "SIGKILL", [11] = "SIGSEGV", [13] = "SIGPIPE", [15] = "SIGTERM",
+}
+
+-- Return the conventional name of signal number n.
+function process.signal_name(n)
+  return SIGNAL_NAMES[n] or ("signal " .. n)
+end
+
+-- Append value to list, keeping at most max entries (the newest).
+local function push_bounded(list, value, max)
+  list[#list + 1] = value
+  if #list > max then
+    table.remove(list, 1)
+  end
+end
+
+-- Return the record in a stderr line, or nil for plain text. A record can
+-- follow other text on the same line, as when borg writes a passphrase
+-- prompt without a newline just before its error record.
+local function parse_record(line)
+  local start = line:find("{\"", 1, true)
+  if start == nil then
+    return nil
+  end
+  local record = json.decode(start == 1 and line or line:sub(start))
+  if type(record) == "table" and type(record.type) == "string" then
+    return record, start > 1 and line:sub(1, start - 1) or nil
+  end
+  return nil
+end
+
+local function handle_log(job, state, record)
+  local name = record.name
+  if name == "borg.output.list" and job.capture_list then
+    state.list_lines[#state.list_lines + 1] = record.message
+    return
+  end
+  if name == "borg.output.stats" and job.capture_stats then
+    state.stats_lines[#state.stats_lines + 1] = record.message
+    return
+  end
+  push_bounded(state.log, record, LOG_TAIL)
+  local level = record.levelname
+  if level == "WARNING" then
+    push_bounded(state.warnings, record, WARNING_MAX)
+  elseif level == "ERROR" or level == "CRITICAL" then
+    state.errors[#state.errors + 1] = record
+    if #state.errors > LOG_TAIL then
+      table.remove(state.errors, 1)
+    end
+    -- The error becomes the error object's message; printing it as well
+    -- would show it twice.
+    return
+  end
+  if job.on_log then
+    job.on_log(record)
+  elseif job.print_log then
+    job.print_log(record)
+  end
+end
+
+local function handle_record(job, state, record)
+  local kind = record.type
+  if kind == "log_message" then
+    handle_log(job, state, record)
+  elseif kind == "file_status" then
+    if job.on_file then
+      job.on_file(record)
+    end
+    if job.capture_files then
+      state.files[#state.files + 1] = { status = record.status, path = record.path }
+    end
+  elseif kind == "archive_progress" or kind == "progress_percent"
+      or kind == "progress_message" then
+    if job.on_progress then
+      job.on_progress(record)
+    end
+  elseif kind:find("^question_") then
+    state.questions[#state.questions + 1] = record
+  else
+    push_bounded(state.log, record, LOG_TAIL)
+  end
+end
+
+local function handle_stderr(job, state, line)
+  local record, before = parse_record(line)
+  if before and before:find("%S") then
+    push_bounded(state.stderr, before, STDERR_TAIL)
+  end
+  if record then
+    handle_record(job, state, record)
+  elseif line:find("%S") then
+    push_bounded(state.stderr, line, STDERR_TAIL)
+  end
+end
+
+-- Read the events of proc until it exits, storing them in state.
+local function pump(job, state, proc)
+  while true do
+    local kind, data, extra, timed_out = proc:read(true)
+    if kind == "stderr" then
+      handle_stderr(job, state, data)
+    elseif kind == "line" then
+      job.on_line(data, extra)
+    elseif kind == "stdout" then
+      if job.stdout == "whole" then
+        state.stdout = data
+      else
+        job.on_chunk(data)
+      end
+    elseif kind == "exit" then
+      state.rc, state.signal, state.timed_out = data, extra, timed_out
+      return
+    end
+  end
+end
+
+local function spawn_error(job, name, message)
+  local program = job.argv[1]
+  local hint = ""
+  if name == "ENOENT" then
+    hint = "; install borgbackup or give the path of the borg program"
+  elseif name == "EACCES" then
+    hint = "; check that the file is an executable program"
+  end
+  error(errors.new {
+    kind = "spawn",
+    command = job.command,
+    message = string.format("cannot run '%s': %s (%s)%s", program,
+      message:gsub("^%u", string.lower), name, hint),
+    argv = job.masked_argv,
+  }, 0)
+end
+
+-- Run job and return its outcome. job fields: command, argv (with the
+-- program first), masked_argv, env (list of "NAME=value"), cwd, timeout,
+-- stdin (a string written to borg's stdin, or nil for /dev/null),
+-- stdout ("whole", "lines", "chunks" or "null"), fds, on_line,
+-- on_chunk, on_log, on_file, on_progress, print_log, capture_files,
+-- capture_list, capture_stats.
+function process.run(job)
+  local started = core.now()
+  local proc, errname, message = core.spawn {
+    file = job.argv[1],
+    args = job.argv,
+    env = job.env,
+    cwd = job.cwd,
+    stdin = job.stdin and "pipe" or "null",
+    stdout = job.stdout or "null",
+    fds = job.fds,
+    timeout = job.timeout,
+  }
+  if proc == nil then
+    spawn_error(job, errname, message)
+  end
+  local state = {
+    log = {}, warnings = {}, errors = {}, files = {}, list_lines = {},
+    stats_lines = {}, questions = {}, stderr = {}, stdout = nil,
+    pid = proc:pid(),
+  }
+  if job.stdin then
+    proc:write(job.stdin)
+    proc:close_stdin()
+  end
+  local ok, err = pcall(pump, job, state, proc)
+  if not ok then
+    -- A callback raised: stop borg and wait for it, so that it releases
+    -- the repository lock before the error reaches the caller.
+    proc:kill()
+    repeat
+      local kind = proc:read(true)
+    until kind == "exit"
+    error(err, 0)
+  end
+  state.duration = core.now() - started
+  state.interrupted = core.interrupted()
+  return state
+end
+
+return process

@@ -1,0 +1,958 @@
+/*
+ * core.c: the borg.core Lua module.
+ *
+ * Spawns programs with libuv, moves their bytes through pipes, splits
+ * stdout and stderr into lines, enforces timeouts and forwards the host's
+ * SIGINT and SIGTERM to the children. It knows nothing about borg.
+ *
+ * Model: libuv callbacks never call Lua. They only append events (a line,
+ * a chunk, the whole of stdout) to the process's queue; Lua pulls them
+ * with proc:read(). So a Lua error can never unwind through uv_run, and
+ * any number of processes can share one loop.
+ *
+ * Errors: misuse (a bad spawn table) raises a Lua error through luaL_*;
+ * a failure to start the program returns nil, error name, message.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#include "core.h"
+
+#define LOOP_KEY "borg.core.loop"
+#define PROC_MT "borg.core.process"
+
+#define READ_SIZE 65536
+/* Reading stops while this many bytes wait in a queue for Lua, and starts
+ * again below RESUME_BYTES, so a slow consumer bounds host memory. */
+#define PAUSE_BYTES (4u << 20)
+#define RESUME_BYTES (1u << 20)
+#define DEFAULT_GRACE 5.0
+#define MAX_STDIO 64
+
+enum out_mode { OUT_WHOLE, OUT_LINES, OUT_CHUNKS, OUT_NULL };
+enum ev_type { EV_STDOUT, EV_LINE, EV_STDERR };
+
+typedef struct event {
+  struct event *next;
+  int type;
+  int truncated;
+  size_t len;
+  char data[];
+} event;
+
+/* A growable byte buffer: a partial line, or the whole of stdout. */
+typedef struct buffer {
+  char *data;
+  size_t len, cap;
+  int overflow;
+} buffer;
+
+typedef struct core_loop core_loop;
+
+typedef struct proc {
+  core_loop *cl;
+  uv_process_t process;
+  uv_pipe_t in, out, err;
+  uv_timer_t timer;
+  struct proc *prev, *next; /* list of live processes */
+  int pid;
+  int open_handles;     /* libuv handles not yet closed */
+  int in_open, out_open, err_open, timer_open, process_open;
+  int exited, timed_out, killed;
+  int64_t exit_status;
+  int term_signal;
+  int out_mode;
+  int paused;
+  int orphan;           /* the Lua userdata is gone */
+  size_t max_line;
+  size_t queued;        /* bytes waiting in the event queue */
+  double grace;
+  event *head, *tail;
+  buffer outbuf, errbuf;
+  char *readbuf[2];
+  size_t write_pending; /* bytes handed to uv_write, not yet written */
+  int write_error;
+} proc;
+
+struct core_loop {
+  uv_loop_t loop;
+  proc *live;
+  int nlive;
+  uv_signal_t sigint, sigterm;
+  int signals_on;
+  int interrupted;
+  int closed;
+};
+
+
+/* ---- buffers and events ------------------------------------------------ */
+
+/* Append n bytes to b, keeping at most max bytes; returns 0 or -1. */
+static int buffer_add(buffer *b, const char *s, size_t n, size_t max) {
+  if (b->len + n > max) {
+    b->overflow = 1;
+    n = max > b->len ? max - b->len : 0;
+  }
+  if (n == 0)
+    return 0;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    char *p;
+    while (cap < b->len + n)
+      cap *= 2;
+    p = realloc(b->data, cap);
+    if (p == NULL)
+      return -1;
+    b->data = p;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, s, n);
+  b->len += n;
+  return 0;
+}
+
+
+static void buffer_free(buffer *b) {
+  free(b->data);
+  memset(b, 0, sizeof *b);
+}
+
+
+static void queue_event(proc *p, int type, const char *s, size_t n,
+                        int truncated) {
+  event *e;
+  if (p->orphan)
+    return;
+  e = malloc(sizeof *e + n + 1);
+  if (e == NULL)
+    return; /* NOTE: an event is dropped when memory runs out */
+  e->next = NULL;
+  e->type = type;
+  e->truncated = truncated;
+  e->len = n;
+  memcpy(e->data, s, n);
+  e->data[n] = '\0';
+  if (p->tail)
+    p->tail->next = e;
+  else
+    p->head = e;
+  p->tail = e;
+  p->queued += n;
+}
+
+
+static void free_events(proc *p) {
+  event *e = p->head;
+  while (e) {
+    event *next = e->next;
+    free(e);
+    e = next;
+  }
+  p->head = p->tail = NULL;
+  p->queued = 0;
+}
+
+
+/* Split data into lines at '\n'; the partial last line stays in b. */
+static void split_lines(proc *p, buffer *b, int type, const char *s,
+                        size_t n) {
+  while (n > 0) {
+    const char *nl = memchr(s, '\n', n);
+    size_t take = nl ? (size_t)(nl - s) : n;
+    buffer_add(b, s, take, p->max_line);
+    if (!nl)
+      return;
+    queue_event(p, type, b->data ? b->data : "", b->len, b->overflow);
+    b->len = 0;
+    b->overflow = 0;
+    s += take + 1;
+    n -= take + 1;
+  }
+}
+
+
+/* ---- process life ------------------------------------------------------ */
+
+static void update_signals(core_loop *cl);
+
+
+static void maybe_free(proc *p) {
+  if (p->open_handles > 0 || !p->orphan)
+    return;
+  free_events(p);
+  buffer_free(&p->outbuf);
+  buffer_free(&p->errbuf);
+  free(p->readbuf[0]);
+  free(p->readbuf[1]);
+  free(p);
+}
+
+
+static void on_close(uv_handle_t *h) {
+  proc *p = h->data;
+  p->open_handles--;
+  maybe_free(p);
+}
+
+
+static void close_handle(uv_handle_t *h, int *open) {
+  if (*open) {
+    *open = 0;
+    uv_close(h, on_close);
+  }
+}
+
+
+static void unlink_live(proc *p) {
+  core_loop *cl = p->cl;
+  if (p->prev)
+    p->prev->next = p->next;
+  else if (cl->live == p)
+    cl->live = p->next;
+  if (p->next)
+    p->next->prev = p->prev;
+  p->prev = p->next = NULL;
+  cl->nlive--;
+  update_signals(cl);
+}
+
+
+/* Signal the child's whole process group; it leads its own session. */
+static void kill_group(proc *p, int sig) {
+  if (p->pid > 0 && !p->exited)
+    uv_kill(-p->pid, sig);
+}
+
+
+static int finished(proc *p) {
+  return p->exited && !p->out_open && !p->err_open;
+}
+
+
+static void on_exit(uv_process_t *h, int64_t status, int sig) {
+  proc *p = h->data;
+  p->exited = 1;
+  p->exit_status = status;
+  p->term_signal = sig;
+  unlink_live(p);
+  close_handle((uv_handle_t *)&p->timer, &p->timer_open);
+  close_handle((uv_handle_t *)&p->process, &p->process_open);
+  /* The leader is gone; anything still holding our pipes is a stray
+   * member of its group (a daemonized grandchild), and would keep the
+   * pipes open forever. */
+  if (p->out_open || p->err_open)
+    uv_kill(-p->pid, SIGKILL);
+}
+
+
+static void on_kill_timer(uv_timer_t *t) {
+  proc *p = t->data;
+  kill_group(p, SIGKILL);
+}
+
+
+static void on_timeout(uv_timer_t *t) {
+  proc *p = t->data;
+  p->timed_out = 1;
+  kill_group(p, SIGTERM);
+  uv_timer_start(&p->timer, on_kill_timer, (uint64_t)(p->grace * 1000), 0);
+}
+
+
+/* ---- reading ----------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
+  proc *p = h->data;
+  int i = h == (uv_handle_t *)&p->out ? 0 : 1;
+  (void)size;
+  if (p->readbuf[i] == NULL)
+    p->readbuf[i] = malloc(READ_SIZE);
+  buf->base = p->readbuf[i];
+  buf->len = p->readbuf[i] ? READ_SIZE : 0;
+}
+
+
+static void pause_if_full(proc *p) {
+  if (p->queued < PAUSE_BYTES || p->paused)
+    return;
+  p->paused = 1;
+  if (p->out_open)
+    uv_read_stop((uv_stream_t *)&p->out);
+  if (p->err_open)
+    uv_read_stop((uv_stream_t *)&p->err);
+}
+
+
+static void on_read_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  proc *p = s->data;
+  if (n > 0) {
+    switch (p->out_mode) {
+    case OUT_WHOLE:
+      buffer_add(&p->outbuf, buf->base, (size_t)n, (size_t)-1);
+      break;
+    case OUT_LINES:
+      split_lines(p, &p->outbuf, EV_LINE, buf->base, (size_t)n);
+      break;
+    case OUT_CHUNKS:
+      queue_event(p, EV_STDOUT, buf->base, (size_t)n, 0);
+      break;
+    }
+    pause_if_full(p);
+  } else if (n < 0) {
+    if (p->out_mode == OUT_WHOLE)
+      queue_event(p, EV_STDOUT, p->outbuf.data ? p->outbuf.data : "",
+                  p->outbuf.len, 0);
+    else if (p->out_mode == OUT_LINES && p->outbuf.len > 0)
+      queue_event(p, EV_LINE, p->outbuf.data, p->outbuf.len,
+                  p->outbuf.overflow);
+    buffer_free(&p->outbuf);
+    close_handle((uv_handle_t *)&p->out, &p->out_open);
+  }
+}
+
+
+static void on_read_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  proc *p = s->data;
+  if (n > 0) {
+    split_lines(p, &p->errbuf, EV_STDERR, buf->base, (size_t)n);
+    pause_if_full(p);
+  } else if (n < 0) {
+    if (p->errbuf.len > 0)
+      queue_event(p, EV_STDERR, p->errbuf.data, p->errbuf.len,
+                  p->errbuf.overflow);
+    buffer_free(&p->errbuf);
+    close_handle((uv_handle_t *)&p->err, &p->err_open);
+  }
+}
+
+
+static void resume_if_drained(proc *p) {
+  if (!p->paused || p->queued > RESUME_BYTES)
+    return;
+  p->paused = 0;
+  if (p->out_open)
+    uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read_out);
+  if (p->err_open)
+    uv_read_start((uv_stream_t *)&p->err, on_alloc, on_read_err);
+}
+
+
+/* ---- signals to the host ----------------------------------------------- */
+
+static void on_host_signal(uv_signal_t *h, int sig) {
+  core_loop *cl = h->data;
+  proc *p;
+  if (!cl->interrupted)
+    cl->interrupted = sig;
+  /* Forward the signal so borg ends cleanly and releases its locks; the
+   * grace timer escalates to SIGKILL for a child that ignores it. */
+  for (p = cl->live; p; p = p->next) {
+    kill_group(p, sig);
+    if (p->timer_open && !p->timed_out) {
+      uv_timer_stop(&p->timer);
+      uv_timer_start(&p->timer, on_kill_timer,
+                     (uint64_t)(p->grace * 1000), 0);
+    }
+  }
+}
+
+
+/* Catch SIGINT and SIGTERM only while children run, so that between calls
+ * the signals keep their default effect on the host. */
+static void update_signals(core_loop *cl) {
+  if (cl->nlive > 0 && !cl->signals_on) {
+    uv_signal_start(&cl->sigint, on_host_signal, SIGINT);
+    uv_signal_start(&cl->sigterm, on_host_signal, SIGTERM);
+    cl->signals_on = 1;
+  } else if (cl->nlive == 0 && cl->signals_on) {
+    uv_signal_stop(&cl->sigint);
+    uv_signal_stop(&cl->sigterm);
+    cl->signals_on = 0;
+  }
+}
+
+
+/* ---- the loop userdata ------------------------------------------------- */
+
+static core_loop *get_loop(lua_State *L) {
+  core_loop *cl;
+  lua_getfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
+  cl = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (cl == NULL || cl->closed)
+    luaL_error(L, "borg.core: the event loop is closed");
+  return cl;
+}
+
+
+/* Terminate every live child, wait for them, and close the loop. Called
+ * when the Lua state closes. */
+static int loop_gc(lua_State *L) {
+  core_loop *cl = lua_touserdata(L, 1);
+  proc *p;
+  if (cl->closed)
+    return 0;
+  for (p = cl->live; p; p = p->next) {
+    kill_group(p, SIGTERM);
+    if (p->timer_open) {
+      uv_timer_stop(&p->timer);
+      uv_timer_start(&p->timer, on_kill_timer,
+                     (uint64_t)(p->grace * 1000), 0);
+    }
+  }
+  while (cl->live)
+    uv_run(&cl->loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&cl->sigint, NULL);
+  uv_close((uv_handle_t *)&cl->sigterm, NULL);
+  uv_run(&cl->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&cl->loop);
+  cl->closed = 1;
+  return 0;
+}
+
+
+static core_loop *new_loop(lua_State *L) {
+  core_loop *cl = lua_newuserdatauv(L, sizeof *cl, 0);
+  memset(cl, 0, sizeof *cl);
+  if (uv_loop_init(&cl->loop) != 0)
+    luaL_error(L, "borg.core: cannot initialise the libuv loop");
+  uv_signal_init(&cl->loop, &cl->sigint);
+  uv_signal_init(&cl->loop, &cl->sigterm);
+  cl->sigint.data = cl->sigterm.data = cl;
+  uv_unref((uv_handle_t *)&cl->sigint);
+  uv_unref((uv_handle_t *)&cl->sigterm);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, loop_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  return cl;
+}
+
+
+/* ---- spawn ------------------------------------------------------------- */
+
+/* Allocate a NULL-terminated array of the strings in the sequence at index
+ * idx, inside a Lua userdata so a later error cannot leak it. */
+static char **string_array(lua_State *L, int idx, const char *what) {
+  lua_Integer n = luaL_len(L, idx), i;
+  char **v = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+  for (i = 1; i <= n; i++) {
+    size_t len;
+    const char *s;
+    lua_geti(L, idx, i);
+    s = lua_tolstring(L, -1, &len);
+    if (s == NULL)
+      luaL_error(L, "borg.core.spawn: %s[%d] is not a string", what, (int)i);
+    if (strlen(s) != len)
+      luaL_error(L, "borg.core.spawn: %s[%d] contains a NUL byte", what,
+                 (int)i);
+    v[i - 1] = (char *)s; /* anchored: the table keeps the string alive */
+    lua_pop(L, 1);
+  }
+  v[n] = NULL;
+  return v;
+}
+
+
+static int field_type(lua_State *L, int idx, const char *k) {
+  lua_getfield(L, idx, k);
+  return lua_type(L, -1);
+}
+
+
+/* Check spec.fds ({[n] = data}) before anything is allocated. */
+static void check_fds(lua_State *L, int fdsidx) {
+  lua_pushnil(L);
+  while (lua_next(L, fdsidx) != 0) {
+    lua_Integer n;
+    if (!lua_isinteger(L, -2) || lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "borg.core.spawn: 'fds' maps numbers to strings");
+    n = lua_tointeger(L, -2);
+    if (n < 3 || n >= MAX_STDIO)
+      luaL_error(L, "borg.core.spawn: fd %d is out of range", (int)n);
+    if (lua_rawlen(L, -1) > 65536)
+      luaL_error(L, "borg.core.spawn: data for fd %d is too long", (int)n);
+    lua_pop(L, 1);
+  }
+}
+
+
+/* Create a pipe for each extra descriptor in spec.fds: the data is written
+ * in full and the write end closed before the child starts, so the child
+ * reads it to end of file. Returns how many read ends it stored, or -1. */
+static int setup_fds(lua_State *L, uv_stdio_container_t *stdio, int *count,
+                     int fdsidx, int *readends) {
+  int nread = 0;
+  lua_pushnil(L);
+  while (lua_next(L, fdsidx) != 0) {
+    size_t len;
+    const char *data = lua_tolstring(L, -1, &len);
+    int n = (int)lua_tointeger(L, -2);
+    uv_file fds[2];
+    lua_pop(L, 1);
+    if (uv_pipe(fds, 0, 0) != 0) {
+      lua_pop(L, 1);
+      return -1 - nread;
+    }
+    /* at most 64 KiB fits a fresh pipe, so this write cannot block */
+    if (len > 0 && write(fds[1], data, len) != (ssize_t)len) {
+      close(fds[0]);
+      close(fds[1]);
+      lua_pop(L, 1);
+      return -1 - nread;
+    }
+    close(fds[1]);
+    stdio[n].flags = UV_INHERIT_FD;
+    stdio[n].data.fd = fds[0];
+    readends[nread++] = fds[0];
+    if (n + 1 > *count)
+      *count = n + 1;
+  }
+  return nread;
+}
+
+
+static const char *const out_modes[] = {"whole", "lines", "chunks", "null",
+                                        NULL};
+
+
+/* core.spawn{ file=, args={...}, env={"K=V",...}, cwd=, stdin="null"|"pipe",
+ * stdout="whole"|"lines"|"chunks"|"null", fds={[n]=data}, timeout=s,
+ * grace=s, max_line=n } -> process | nil, errname, message */
+static int core_spawn(lua_State *L) {
+  core_loop *cl = get_loop(L);
+  uv_process_options_t opt;
+  uv_stdio_container_t stdio[MAX_STDIO];
+  int readends[MAX_STDIO];
+  int nread, count = 3, r, i, stdin_pipe = 0;
+  double timeout = 0;
+  proc *p, **ud;
+
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  if (cl->interrupted)
+    return luaL_error(L, "borg.core.spawn: the host was interrupted");
+  memset(&opt, 0, sizeof opt);
+  memset(stdio, 0, sizeof stdio);
+
+  if (field_type(L, 1, "file") != LUA_TSTRING)
+    return luaL_error(L, "borg.core.spawn: 'file' must be a string");
+  opt.file = lua_tostring(L, -1);                      /* 2: file */
+  if (field_type(L, 1, "args") != LUA_TTABLE)          /* 3: args */
+    return luaL_error(L, "borg.core.spawn: 'args' must be a table");
+  opt.args = string_array(L, 3, "args");               /* 4 */
+  if (field_type(L, 1, "env") == LUA_TTABLE)           /* 5: env */
+    opt.env = string_array(L, 5, "env");               /* 6 */
+  else
+    lua_pushnil(L);
+  if (field_type(L, 1, "cwd") == LUA_TSTRING)          /* 7: cwd */
+    opt.cwd = lua_tostring(L, -1);
+  lua_getfield(L, 1, "stdin");                         /* 8: stdin */
+  stdin_pipe = lua_isstring(L, -1) &&
+               strcmp(lua_tostring(L, -1), "pipe") == 0;
+  lua_getfield(L, 1, "stdout");                        /* 9: stdout */
+  r = luaL_checkoption(L, 9, "whole", out_modes);
+  if (field_type(L, 1, "timeout") == LUA_TNUMBER)      /* 10 */
+    timeout = lua_tonumber(L, -1);
+  if (field_type(L, 1, "fds") == LUA_TTABLE)           /* 11: fds */
+    check_fds(L, 11);
+
+  p = calloc(1, sizeof *p);
+  if (p == NULL)
+    return luaL_error(L, "borg.core.spawn: out of memory");
+  p->cl = cl;
+  p->out_mode = r;
+  p->grace = DEFAULT_GRACE;
+  p->max_line = 1u << 20;
+  if (field_type(L, 1, "grace") == LUA_TNUMBER)        /* 12 */
+    p->grace = lua_tonumber(L, -1);
+  if (field_type(L, 1, "max_line") == LUA_TNUMBER)     /* 13 */
+    p->max_line = (size_t)lua_tointeger(L, -1);
+  ud = lua_newuserdatauv(L, sizeof *ud, 0);            /* 14: process */
+  *ud = p;
+  luaL_setmetatable(L, PROC_MT);
+  p->orphan = 0;
+
+  uv_pipe_init(&cl->loop, &p->out, 0);
+  uv_pipe_init(&cl->loop, &p->err, 0);
+  uv_pipe_init(&cl->loop, &p->in, 0);
+  uv_timer_init(&cl->loop, &p->timer);
+  p->out.data = p->err.data = p->in.data = p->timer.data = p;
+  p->process.data = p;
+  p->out_open = p->err_open = p->in_open = p->timer_open = 1;
+  p->open_handles = 4;
+
+  stdio[0].flags = stdin_pipe ? UV_CREATE_PIPE | UV_READABLE_PIPE : UV_IGNORE;
+  stdio[0].data.stream = (uv_stream_t *)&p->in;
+  if (p->out_mode == OUT_NULL) {
+    stdio[1].flags = UV_IGNORE;
+  } else {
+    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[1].data.stream = (uv_stream_t *)&p->out;
+  }
+  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[2].data.stream = (uv_stream_t *)&p->err;
+  for (i = 3; i < MAX_STDIO; i++)
+    stdio[i].flags = UV_IGNORE;
+  nread = 0;
+  if (lua_istable(L, 11))
+    nread = setup_fds(L, stdio, &count, 11, readends);
+
+  opt.stdio = stdio;
+  opt.stdio_count = count;
+  opt.exit_cb = on_exit;
+  /* A new session: the child has no controlling terminal, so a prompt
+   * that opens /dev/tty fails at once instead of waiting forever. */
+  opt.flags = UV_PROCESS_DETACHED;
+  if (nread < 0) {
+    for (i = 0; i < -1 - nread; i++)
+      close(readends[i]);
+    r = UV_EMFILE;
+  } else {
+    r = uv_spawn(&cl->loop, &p->process, &opt);
+  }
+  for (i = 0; i < nread; i++)
+    close(readends[i]);
+
+  if (r != 0) {
+    p->exited = 1;
+    close_handle((uv_handle_t *)&p->out, &p->out_open);
+    close_handle((uv_handle_t *)&p->err, &p->err_open);
+    close_handle((uv_handle_t *)&p->in, &p->in_open);
+    close_handle((uv_handle_t *)&p->timer, &p->timer_open);
+    /* uv_spawn initialised the process handle even though it failed */
+    if (r != UV_EMFILE || nread >= 0) {
+      p->open_handles++;
+      uv_close((uv_handle_t *)&p->process, on_close);
+    }
+    uv_run(&cl->loop, UV_RUN_NOWAIT);
+    lua_pushnil(L);
+    lua_pushstring(L, uv_err_name(r));
+    lua_pushstring(L, uv_strerror(r));
+    return 3;
+  }
+  p->open_handles++; /* the process handle */
+  p->process_open = 1;
+  p->pid = p->process.pid;
+  if (!stdin_pipe)
+    close_handle((uv_handle_t *)&p->in, &p->in_open);
+  if (p->out_mode == OUT_NULL)
+    close_handle((uv_handle_t *)&p->out, &p->out_open);
+  else
+    uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read_out);
+  uv_read_start((uv_stream_t *)&p->err, on_alloc, on_read_err);
+  if (timeout > 0)
+    uv_timer_start(&p->timer, on_timeout, (uint64_t)(timeout * 1000), 0);
+
+  p->next = cl->live;
+  if (cl->live)
+    cl->live->prev = p;
+  cl->live = p;
+  cl->nlive++;
+  update_signals(cl);
+  lua_pushvalue(L, 14);
+  return 1;
+}
+
+
+/* ---- process methods --------------------------------------------------- */
+
+static proc *check_proc(lua_State *L) {
+  proc **ud = luaL_checkudata(L, 1, PROC_MT);
+  if (*ud == NULL)
+    luaL_error(L, "borg.core: the process is closed");
+  return *ud;
+}
+
+
+static const char *const ev_names[] = {"stdout", "line", "stderr"};
+
+
+/* Push the next queued event (type, data, truncated) and return 3, or
+ * return 0 when none is queued. */
+static int pop_event(lua_State *L, proc *p) {
+  event *e = p->head;
+  if (e == NULL)
+    return 0;
+  lua_pushstring(L, ev_names[e->type]);
+  lua_pushlstring(L, e->data, e->len);
+  lua_pushboolean(L, e->truncated);
+  p->head = e->next;
+  if (p->head == NULL)
+    p->tail = NULL;
+  p->queued -= e->len;
+  free(e);
+  resume_if_drained(p);
+  return 3;
+}
+
+
+/* Push the exit report: "exit", status, signal, timed_out. */
+static int push_exit(lua_State *L, proc *p) {
+  lua_pushstring(L, "exit");
+  lua_pushinteger(L, (lua_Integer)p->exit_status);
+  lua_pushinteger(L, p->term_signal);
+  lua_pushboolean(L, p->timed_out);
+  return 4;
+}
+
+
+/* proc:read([block]) -> "stdout"|"line"|"stderr", data, truncated
+ *                     | "exit", status, signal, timed_out | nil
+ * With block, runs the loop until this process has something to report. */
+static int proc_read(lua_State *L) {
+  proc *p = check_proc(L);
+  int block = lua_toboolean(L, 2);
+  for (;;) {
+    int n = pop_event(L, p);
+    if (n)
+      return n;
+    if (finished(p))
+      return push_exit(L, p);
+    if (!block)
+      return 0;
+    uv_run(&p->cl->loop, UV_RUN_ONCE);
+  }
+}
+
+
+/* A write request and its copy of the data, freed together. */
+typedef struct write_req {
+  uv_write_t req;
+  size_t len;
+  char data[];
+} write_req;
+
+
+static void on_write(uv_write_t *req, int status) {
+  write_req *w = (write_req *)req;
+  proc *p = req->data;
+  if (status < 0)
+    p->write_error = status;
+  p->write_pending -= w->len;
+  free(w);
+}
+
+
+/* proc:write(data) -> bytes still pending | nil, errname
+ * Queues data for the child's stdin without blocking. */
+static int proc_write(lua_State *L) {
+  proc *p = check_proc(L);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  write_req *w;
+  uv_buf_t buf;
+  int r;
+  if (!p->in_open || p->write_error) {
+    lua_pushnil(L);
+    lua_pushstring(L, p->write_error ? uv_err_name(p->write_error)
+                                     : "EPIPE");
+    return 2;
+  }
+  w = malloc(sizeof *w + len);
+  if (w == NULL)
+    return luaL_error(L, "borg.core: out of memory");
+  w->len = len;
+  memcpy(w->data, s, len);
+  buf = uv_buf_init(w->data, (unsigned)len);
+  w->req.data = p;
+  r = uv_write(&w->req, (uv_stream_t *)&p->in, &buf, 1, on_write);
+  if (r != 0) {
+    free(w);
+    lua_pushnil(L);
+    lua_pushstring(L, uv_err_name(r));
+    return 2;
+  }
+  p->write_pending += len;
+  lua_pushinteger(L, (lua_Integer)p->write_pending);
+  return 1;
+}
+
+
+/* proc:pending() -> bytes queued for stdin and not yet written */
+static int proc_pending(lua_State *L) {
+  proc *p = check_proc(L);
+  lua_pushinteger(L, (lua_Integer)p->write_pending);
+  return 1;
+}
+
+
+/* proc:close_stdin(): end of input for the child. */
+static int proc_close_stdin(lua_State *L) {
+  proc *p = check_proc(L);
+  close_handle((uv_handle_t *)&p->in, &p->in_open);
+  return 0;
+}
+
+
+/* proc:kill([signal]): signal the child's process group (default
+ * SIGTERM); a later SIGKILL follows after the grace period. */
+static int proc_kill(lua_State *L) {
+  proc *p = check_proc(L);
+  int sig = (int)luaL_optinteger(L, 2, SIGTERM);
+  kill_group(p, sig);
+  if (!p->exited && p->timer_open && sig != SIGKILL && !p->killed) {
+    p->killed = 1;
+    uv_timer_stop(&p->timer);
+    uv_timer_start(&p->timer, on_kill_timer,
+                   (uint64_t)(p->grace * 1000), 0);
+  }
+  return 0;
+}
+
+
+static int proc_pid(lua_State *L) {
+  proc *p = check_proc(L);
+  lua_pushinteger(L, p->pid);
+  return 1;
+}
+
+
+/* Detach the C process from its userdata: a running child is terminated
+ * and reaped by the loop later. */
+static int proc_gc(lua_State *L) {
+  proc **ud = luaL_checkudata(L, 1, PROC_MT);
+  proc *p = *ud;
+  if (p == NULL)
+    return 0;
+  *ud = NULL;
+  p->orphan = 1;
+  if (!p->exited) {
+    kill_group(p, SIGTERM);
+    if (p->timer_open) {
+      uv_timer_stop(&p->timer);
+      uv_timer_start(&p->timer, on_kill_timer,
+                     (uint64_t)(p->grace * 1000), 0);
+    }
+  }
+  close_handle((uv_handle_t *)&p->in, &p->in_open);
+  free_events(p);
+  /* Nobody reads the queue any more: drain the pipes to end of file so
+   * the child is never blocked on a full pipe. */
+  p->paused = 1;
+  resume_if_drained(p);
+  maybe_free(p);
+  return 0;
+}
+
+
+/* ---- module functions -------------------------------------------------- */
+
+/* core.step(): run the loop once, waiting for at least one event. */
+static int core_step(lua_State *L) {
+  core_loop *cl = get_loop(L);
+  lua_pushboolean(L, uv_run(&cl->loop, UV_RUN_ONCE) != 0);
+  return 1;
+}
+
+
+/* core.interrupted() -> signal number that interrupted the host, or nil */
+static int core_interrupted(lua_State *L) {
+  core_loop *cl = get_loop(L);
+  if (cl->interrupted == 0)
+    return 0;
+  lua_pushinteger(L, cl->interrupted);
+  return 1;
+}
+
+
+/* core.live() -> number of children not yet reaped */
+static int core_live(lua_State *L) {
+  lua_pushinteger(L, get_loop(L)->nlive);
+  return 1;
+}
+
+
+/* core.environ() -> { NAME = value, ... } of the host's environment */
+static int core_environ(lua_State *L) {
+  extern char **environ;
+  char **e;
+  lua_newtable(L);
+  for (e = environ; e && *e; e++) {
+    const char *eq = strchr(*e, '=');
+    if (eq == NULL || eq == *e)
+      continue;
+    lua_pushlstring(L, *e, (size_t)(eq - *e));
+    lua_pushstring(L, eq + 1);
+    lua_rawset(L, -3);
+  }
+  return 1;
+}
+
+
+/* core.now() -> monotonic time in seconds */
+static int core_now(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
+  return 1;
+}
+
+
+/* core.isatty(fd) -> boolean */
+static int core_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+
+static const luaL_Reg proc_methods[] = {
+  {"close_stdin", proc_close_stdin},
+  {"kill", proc_kill},
+  {"pending", proc_pending},
+  {"pid", proc_pid},
+  {"read", proc_read},
+  {"write", proc_write},
+  {NULL, NULL}
+};
+
+
+static const luaL_Reg core_functions[] = {
+  {"environ", core_environ},
+  {"interrupted", core_interrupted},
+  {"isatty", core_isatty},
+  {"live", core_live},
+  {"now", core_now},
+  {"spawn", core_spawn},
+  {"step", core_step},
+  {NULL, NULL}
+};
+
+
+int borglua__open_core(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
+  if (lua_isnil(L, -1)) {
+    struct sigaction sa;
+    new_loop(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
+    /* A child that exits while we feed its stdin must not kill the host
+     * with SIGPIPE; the write then fails with EPIPE instead. Only a
+     * default disposition is changed, and children get theirs reset. */
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+      sa.sa_handler = SIG_IGN;
+      sigaction(SIGPIPE, &sa, NULL);
+    }
+  }
+  lua_pop(L, 1);
+
+  if (luaL_newmetatable(L, PROC_MT)) {
+    luaL_newlib(L, proc_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, proc_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, proc_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, core_functions);
+  return 1;
+}

@@ -1,0 +1,131 @@
+-- Shared set-up for the specs: temporary directories, a borg instance
+-- with an environment of its own, files, and shell commands.
+
+local borg = require "borg"
+
+local helpers = {}
+
+-- The borglua program under test (an absolute path, set by `make test`).
+helpers.borglua = os.getenv("BORGLUA") or "build/borglua"
+helpers.top = os.getenv("BORGLUA_TOP") or "."
+helpers.fake_borg = helpers.top .. "/tests/bin/fake-borg"
+
+-- Return text quoted for /bin/sh.
+function helpers.quote(text)
+  return "'" .. tostring(text):gsub("'", "'\\''") .. "'"
+end
+
+-- Run a shell command; return its stdout and exit status.
+function helpers.shell(command)
+  local pipe = assert(io.popen(command, "r"))
+  local output = pipe:read("a")
+  local _, _, status = pipe:close()
+  return output, status
+end
+
+-- Return a new temporary directory.
+function helpers.tmpdir()
+  local dir = helpers.shell("mktemp -d /tmp/borglua-spec.XXXXXX"):gsub("%s+$", "")
+  assert(dir:find("^/tmp/borglua%-spec%."), "mktemp failed")
+  return dir
+end
+
+-- Remove a directory made by helpers.tmpdir.
+function helpers.rmdir(dir)
+  assert(dir:find("^/tmp/borglua%-spec%."))
+  os.execute("chmod -R u+rwX " .. helpers.quote(dir) .. " 2>/dev/null; rm -rf "
+    .. helpers.quote(dir))
+end
+
+function helpers.write(path, content)
+  local file = assert(io.open(path, "wb"))
+  file:write(content)
+  file:close()
+end
+
+function helpers.read(path)
+  local file = io.open(path, "rb")
+  if file == nil then
+    return nil
+  end
+  local content = file:read("a")
+  file:close()
+  return content
+end
+
+-- Return an environment for borg that depends on nothing of the
+-- developer's: its own base directory and none of their BORG_ variables.
+function helpers.clean_env(dir, extra)
+  local vars = {
+    BORG_BASE_DIR = dir .. "/base",
+    BORG_SELFTEST = "disabled",
+  }
+  for _, name in ipairs { "BORG_REPO", "BORG_PASSPHRASE", "BORG_PASSCOMMAND",
+      "BORG_PASSPHRASE_FD", "BORG_NEW_PASSPHRASE", "BORG_RSH", "BORG_REMOTE_PATH",
+      "BORG_KEYS_DIR", "BORG_KEY_FILE", "BORG_CACHE_DIR", "BORG_CONFIG_DIR",
+      "BORG_SECURITY_DIR", "BORG_LOGGING_CONF", "BORG_FILES_CACHE_TTL",
+      "BORG_HOST_ID", "BORG_EXIT_CODES" } do
+    vars[name] = false
+  end
+  for name, value in pairs(extra or {}) do
+    vars[name] = value
+  end
+  return vars
+end
+
+-- Return a borg instance that works in dir; settings are passed to
+-- borg.new, with env added to the clean environment.
+function helpers.instance(dir, settings)
+  settings = settings or {}
+  local config = {}
+  for key, value in pairs(settings) do
+    config[key] = value
+  end
+  config.env = helpers.clean_env(dir, settings.env)
+  return borg.new(config)
+end
+
+-- Create a small tree of source files under dir/src; return its path.
+function helpers.source_tree(dir)
+  local src = dir .. "/src"
+  os.execute("mkdir -p " .. helpers.quote(src .. "/sub"))
+  helpers.write(src .. "/a.txt", "alpha\n")
+  helpers.write(src .. "/b.txt", string.rep("bravo ", 1000))
+  helpers.write(src .. "/sub/c.txt", "charlie\n")
+  return src
+end
+
+-- Return the arguments of the last call of the fake borg (recorded in
+-- the file argv_path) as a list.
+function helpers.recorded_argv(argv_path)
+  local data = helpers.read(argv_path)
+  if data == nil then
+    return nil
+  end
+  local list = {}
+  for arg in data:gmatch("(%Z*)%z") do
+    list[#list + 1] = arg
+  end
+  return list
+end
+
+-- Return how many times the fake borg ran.
+function helpers.recorded_calls(argv_path)
+  local data = helpers.read(argv_path .. ".calls")
+  if data == nil then
+    return 0
+  end
+  local _, n = data:gsub("\n", "")
+  return n
+end
+
+-- Return a borg instance that runs the fake borg, recording into dir.
+function helpers.fake_instance(dir, settings)
+  settings = settings or {}
+  settings.borg = helpers.fake_borg
+  settings.env = settings.env or {}
+  settings.env.FAKE_BORG_ARGV = dir .. "/argv"
+  return helpers.instance(dir, settings), dir .. "/argv"
+end
+
+return helpers
