@@ -86,9 +86,11 @@ $(BUILD)/borg.so: $(MODULE_OBJECTS) src/borg-module.map
 	$(CC) -shared -o $@ -Wl,--version-script=src/borg-module.map \
 	  $(MODULE_OBJECTS) $(UV_LIBS) $(LDFLAGS)
 
+# The specs run inside borglua itself. SPECS=tests/core_spec.lua runs one
+# file.
 test: all
 	BORGLUA=$(CURDIR)/$(BUILD)/borglua BORGLUA_TOP=$(CURDIR) \
-	  BORG_PYTHON=$(BORG_PYTHON) $(BUILD)/borglua /usr/bin/busted
+	  BORG_PYTHON=$(BORG_PYTHON) $(BUILD)/borglua tests/busted.lua $(SPECS)
 
 demo: all
 	sh scripts/demo.sh

@@ -180,7 +180,8 @@ int main(int argc, char **argv) {
                 usage_text);
         return 2;
       }
-      set_arg(L, argv, argc, i + 1 < argc ? i : 0);
+      if (!ran)
+        set_arg(L, argv, argc, 0);
       ran = 1;
       if (borglua_dostring(L, argv[++i], "=(command line)") != LUA_OK) {
         print_error(L);

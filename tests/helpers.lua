@@ -6,8 +6,8 @@ local borg = require "borg"
 local helpers = {}
 
 -- The borglua program under test (an absolute path, set by `make test`).
-helpers.borglua = os.getenv("BORGLUA") or "build/borglua"
-helpers.top = os.getenv("BORGLUA_TOP") or "."
+helpers.top = os.getenv("BORGLUA_TOP") or os.getenv("PWD") or "."
+helpers.borglua = os.getenv("BORGLUA") or (helpers.top .. "/build/borglua")
 helpers.fake_borg = helpers.top .. "/tests/bin/fake-borg"
 
 -- Return text quoted for /bin/sh.

@@ -11,16 +11,7 @@ local errors = require "borg.errors"
 
 local argv = {}
 
-local function describe(value)
-  local kind = math.type(value) or type(value)
-  if kind == "string" then
-    if #value > 40 then
-      value = value:sub(1, 37) .. "..."
-    end
-    return string.format("string %q", value)
-  end
-  return kind
-end
+local describe = errors.describe
 
 -- Return value as argument text, or nil when it is not a string or an
 -- integer.
@@ -170,10 +161,9 @@ function argv.check_names(command, spec, args, skip)
   return names
 end
 
--- Check the number of positionals against what borg's parser needs. A
--- repository location may come from BORG_REPO, so the first positional
--- counts as given when has_repo is true.
-local function check_count(command, spec, given, has_repo)
+-- Check the number of positionals against what borg's parser needs. (A
+-- location that BORG_REPO can supply is optional in the catalogue.)
+local function check_count(command, spec, given)
   local min, max = 0, 0
   for _, p in ipairs(spec.positionals) do
     min = min + p.min
@@ -186,20 +176,24 @@ local function check_count(command, spec, given, has_repo)
       max == 1 and "" or "s", given)
   end
   if given < min then
-    local first = spec.positionals[1]
-    if not (has_repo and first and first.name == "location" and given + 1 >= min) then
-      local missing = spec.positionals[given + 1] or first
-      errors.usage(command, "the positional argument '%s' is missing (borg %s needs"
-        .. " at least %d)", missing.name, table.concat(spec.words, " "), min)
+    local missing, count = spec.positionals[1], 0
+    for _, p in ipairs(spec.positionals) do
+      count = count + p.min
+      if count > given then
+        missing = p
+        break
+      end
     end
+    errors.usage(command, "the positional argument '%s' is missing (borg %s needs"
+      .. " at least %d)", missing.name, table.concat(spec.words, " "), min)
   end
 end
 
 -- Build the argument vector (without the program name).
 -- args: the call's table; spec: the catalogue entry; extra: arguments the
 -- library adds after the command words (such as --log-json); skip: names
--- in args that are not borg options; has_repo: BORG_REPO is set.
-function argv.build(command, spec, args, extra, skip, has_repo)
+-- in args that are not borg options.
+function argv.build(command, spec, args, extra, skip)
   local list = {}
   for _, word in ipairs(spec.words) do
     list[#list + 1] = word
@@ -211,7 +205,7 @@ function argv.build(command, spec, args, extra, skip, has_repo)
   for _, name in ipairs(argv.check_names(command, spec, args, skip)) do
     add_option(list, command, name, spec.options[name], args[name])
   end
-  check_count(command, spec, #positional, has_repo)
+  check_count(command, spec, #positional)
   if #positional > 0 then
     list[#list + 1] = "--"
     for _, text in ipairs(positional) do

@@ -161,6 +161,11 @@ end
 commands.create = {
   plan = function(args, ctx)
     local plan = new_plan()
+    if #args < 2 and not (args.paths_from_stdin or args.paths_from_command
+                          or args.content_from_command) then
+      errors.usage("create", "no path to back up: give at least one path after the"
+        .. " archive, as in borg.create{ \"repo::name\", \"/home\" }")
+    end
     for i = 2, #args do
       data_from_stdin("create", args, ctx, i)
     end

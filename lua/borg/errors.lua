@@ -72,6 +72,22 @@ function errors.usage(command, fmt, ...)
   }, 0)
 end
 
+-- Return a short description of value for messages: its type, and the
+-- value itself for numbers and (shortened) strings.
+function errors.describe(value)
+  local kind = math.type(value) or type(value)
+  if kind == "string" then
+    if #value > 40 then
+      value = value:sub(1, 37) .. "..."
+    end
+    return string.format("string %q", value):gsub("\
+", "\n")
+  elseif kind == "integer" or kind == "float" or kind == "boolean" then
+    return kind .. " " .. tostring(value)
+  end
+  return kind
+end
+
 -- Return the closest name in candidates to name, or nil when none is
 -- close enough to be a likely typo.
 function errors.nearest(name, candidates)

@@ -59,9 +59,7 @@ function borg.warned()
   return state.warned
 end
 
-local function describe_type(value)
-  return math.type(value) or type(value)
-end
+local describe_type = errors.describe
 
 local function check_run(command, run)
   if run == nil then
@@ -227,6 +225,8 @@ local function call(inst, command, args, run)
       .. " critical, got %s", describe_type(level))
   end
   local vars = env.apply(env.apply(env.host(), inst.env), call_env)
+  -- Check the caller's arguments before the plan adds its own.
+  argv.build(command, spec, merged, {}, LIBRARY_KEYS)
   local ctx = { command = command, run = run, log_level = level,
                 timeout = run.timeout }
   local definition = commands[command] or commands.generic
@@ -235,8 +235,7 @@ local function call(inst, command, args, run)
   if level ~= "warning" then
     extra[2] = "--" .. level
   end
-  local words = argv.build(command, spec, merged, extra, LIBRARY_KEYS,
-                           (vars.BORG_REPO or "") ~= "")
+  local words = argv.build(command, spec, merged, extra, LIBRARY_KEYS)
   local full = { inst.program }
   table.move(words, 1, #words, 2, full)
   ctx.argv = full

@@ -1,0 +1,169 @@
+-- How a call's Lua table becomes borg's argument vector, seen through a
+-- stand-in borg that records its arguments.
+
+local helpers = require "helpers"
+
+describe("argument vector", function()
+  local dir, api, argv_path
+
+  before_each(function()
+    dir = helpers.tmpdir()
+    api, argv_path = helpers.fake_instance(dir)
+  end)
+
+  after_each(function()
+    helpers.rmdir(dir)
+  end)
+
+  local function recorded()
+    return helpers.recorded_argv(argv_path)
+  end
+
+  it("puts the command, --log-json, options and then positionals after --", function()
+    api.create { "/r::a", "/home", "/etc", compression = "zstd,3", stats = false }
+    assert.are.same({ "create", "--log-json", "--compression=zstd,3", "--",
+                      "/r::a", "/home", "/etc" }, recorded())
+  end)
+
+  it("gives a flag for true and nothing for false", function()
+    api.prune { "/r", dry_run = true, list = false, keep_daily = 7 }
+    assert.are.same({ "prune", "--log-json", "--dry-run", "--keep-daily=7", "--", "/r" },
+      recorded())
+  end)
+
+  it("turns underscores into dashes and sorts the options", function()
+    api.init { "/r", make_parent_dirs = true, storage_quota = "5G",
+               encryption = "none", append_only = true }
+    assert.are.same({ "init", "--log-json", "--append-only", "--encryption=none",
+                      "--make-parent-dirs", "--storage-quota=5G", "--", "/r" }, recorded())
+  end)
+
+  it("repeats a repeatable option once per value", function()
+    api.create { "/r::a", "/src", exclude = { "*.tmp", "*/.cache" },
+                 exclude_if_present = ".nobackup" }
+    assert.are.same({ "create", "--log-json", "--exclude=*.tmp", "--exclude=*/.cache",
+                      "--exclude-if-present=.nobackup", "--", "/r::a", "/src" }, recorded())
+  end)
+
+  it("keeps a path that starts with a dash a positional", function()
+    api.create { "/r::a", "-rf", "--help" }
+    assert.are.same({ "create", "--log-json", "--", "/r::a", "-rf", "--help" },
+      recorded())
+  end)
+
+  it("passes integers as decimal text", function()
+    api.create { "/r::a", "/src", checkpoint_interval = 600, lock_wait = 0 }
+    local argv = recorded()
+    assert.are.equal("--checkpoint-interval=600", argv[3])
+    assert.are.equal("--lock-wait=0", argv[4])
+  end)
+
+  it("passes an integer positional as text", function()
+    api.rename { "/r::a", 2026 }
+    assert.are.same({ "rename", "--log-json", "--", "/r::a", "2026" }, recorded())
+  end)
+
+  it("passes values with = and spaces unchanged", function()
+    api.create { "/r::a", "/my files", comment = "a = b, c" }
+    assert.are.same({ "create", "--log-json", "--comment=a = b, c", "--", "/r::a",
+                      "/my files" }, recorded())
+  end)
+
+  it("adds no -- when there are no positionals", function()
+    local inst = helpers.fake_instance(dir, { env = { BORG_REPO = "/r",
+                                                      FAKE_BORG_STDOUT = "{}" } })
+    inst.list {}
+    assert.are.same({ "list", "--log-json", "--json" }, recorded())
+  end)
+
+  it("maps log_level to borg's level flag", function()
+    api.check { "/r", log_level = "debug" }
+    assert.are.same({ "check", "--log-json", "--debug", "--", "/r" }, recorded())
+  end)
+
+  it("gives init encryption=repokey unless something sets it", function()
+    api.init { "/r" }
+    assert.are.same({ "init", "--log-json", "--encryption=repokey", "--", "/r" },
+      recorded())
+  end)
+
+  it("asks for JSON where that is how borg gives the data", function()
+    local inst = helpers.fake_instance(dir, { env = { FAKE_BORG_STDOUT = "{}" } })
+    inst.create { "/r::a", "/src", stats = true }
+    assert.are.same({ "create", "--log-json", "--json", "--", "/r::a", "/src" },
+      recorded())
+    inst.info { "/r" }
+    assert.are.same({ "info", "--log-json", "--json", "--", "/r" }, recorded())
+    inst.list { "/r" }
+    assert.are.same({ "list", "--log-json", "--json", "--", "/r" }, recorded())
+    inst.list { "/r::a" }
+    assert.are.same({ "list", "--log-json", "--json-lines", "--", "/r::a" }, recorded())
+  end)
+
+  it("runs the instance's program with the words of a two-word command", function()
+    api.break_lock { "/r" }
+    assert.are.same({ "break-lock", "--log-json", "--", "/r" }, recorded())
+    api.key_export { "/r", "/tmp/key" }
+    assert.are.same({ "key", "export", "--log-json", "--", "/r", "/tmp/key" }, recorded())
+  end)
+
+  it("reports the argv it ran in run.argv", function()
+    local _, run = api.check { "/r" }
+    assert.are.same({ helpers.fake_borg, "check", "--log-json", "--", "/r" }, run.argv)
+    assert.are.equal(0, run.rc)
+    assert.are.equal("ok", run.status)
+  end)
+end)
+
+describe("instances", function()
+  local dir
+
+  before_each(function()
+    dir = helpers.tmpdir()
+  end)
+
+  after_each(function()
+    helpers.rmdir(dir)
+  end)
+
+  it("merge options < defaults < call, dropping options a command lacks", function()
+    local api, argv_path = helpers.fake_instance(dir, {
+      options = { lock_wait = 5, exclude_from = "ex.txt", strip_components = 2 },
+      defaults = { create = { compression = "lz4", stats = false } },
+    })
+    api.create { "/r::a", "/src", lock_wait = 9 }
+    assert.are.same({ "create", "--log-json", "--compression=lz4",
+                      "--exclude-from=ex.txt", "--lock-wait=9", "--", "/r::a", "/src" },
+      helpers.recorded_argv(argv_path))
+    api.check { "/r" }
+    assert.are.same({ "check", "--log-json", "--lock-wait=5", "--", "/r" },
+      helpers.recorded_argv(argv_path))
+  end)
+
+  it("lets a call value of false remove an inherited flag", function()
+    local api, argv_path = helpers.fake_instance(dir, {
+      defaults = { prune = { list = true, dry_run = true } },
+    })
+    api.prune { "/r", dry_run = false, keep_last = 1 }
+    assert.are.same({ "prune", "--log-json", "--keep-last=1", "--list", "--", "/r" },
+      helpers.recorded_argv(argv_path))
+  end)
+
+  it("accept both api:cmd{} and api.cmd{}", function()
+    local api, argv_path = helpers.fake_instance(dir)
+    api:check { "/one" }
+    assert.are.equal("/one", helpers.recorded_argv(argv_path)[4])
+    api.check { "/two" }
+    assert.are.equal("/two", helpers.recorded_argv(argv_path)[4])
+  end)
+
+  it("use their own log level", function()
+    local api, argv_path = helpers.fake_instance(dir, { log_level = "info" })
+    api.check { "/r" }
+    assert.are.same({ "check", "--log-json", "--info", "--", "/r" },
+      helpers.recorded_argv(argv_path))
+    api.check { "/r", log_level = "warning" }
+    assert.are.same({ "check", "--log-json", "--", "/r" },
+      helpers.recorded_argv(argv_path))
+  end)
+end)

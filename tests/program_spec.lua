@@ -1,0 +1,170 @@
+-- The borglua program: arguments, exit status, embedded modules, and the
+-- example nightly policy on real files.
+
+local helpers = require "helpers"
+
+local q = helpers.quote
+
+describe("the borglua program", function()
+  local dir
+
+  before_each(function()
+    dir = helpers.tmpdir()
+  end)
+
+  after_each(function()
+    helpers.rmdir(dir)
+  end)
+
+  -- Run borglua with a shell command line tail; return stdout+stderr and
+  -- the exit status.
+  local function borglua(args, env)
+    return helpers.shell("cd " .. q(dir) .. " && " .. (env or "") .. " "
+      .. q(helpers.borglua) .. " " .. args .. " 2>&1")
+  end
+
+  it("sets arg and the chunk's varargs as lua does", function()
+    helpers.write(dir .. "/show.lua", [[
+      print(arg[0], arg[1], arg[2], #arg, select("#", ...), ...)
+      print(arg[-1] ~= nil)
+    ]])
+    local output, status = borglua("show.lua one 'two words'")
+    assert.are.equal(0, status)
+    assert.are.equal("show.lua\tone\ttwo words\t2\t2\tone\ttwo words\ntrue\n", output)
+  end)
+
+  it("runs a chunk given with -e", function()
+    local output, status = borglua("-e 'print(1 + 1)'")
+    assert.are.equal(0, status)
+    assert.are.equal("2\n", output)
+  end)
+
+  it("runs the script on standard input", function()
+    local output, status = helpers.shell("echo 'print(\"from stdin\")' | "
+      .. q(helpers.borglua) .. " -")
+    assert.are.equal(0, status)
+    assert.are.equal("from stdin\n", output)
+    output, status = helpers.shell("echo 'print(\"piped\")' | " .. q(helpers.borglua))
+    assert.are.equal(0, status)
+    assert.are.equal("piped\n", output)
+  end)
+
+  it("prints its own version and borg's", function()
+    local output, status = borglua("--version")
+    assert.are.equal(0, status)
+    assert.truthy(output:find("^borglua %d+%.%d+%.%d+ %(Lua 5%.4%)\nborg 1%.2%.%d+\n$"))
+  end)
+
+  it("has the borg table and cjson without any Lua file on disk", function()
+    -- Decoys where a disk lookup would find them: ./borg, ./lua/borg and
+    -- LUA_PATH. None of them may be read.
+    for _, sub in ipairs { "borg", "lua/borg" } do
+      os.execute("mkdir -p " .. q(dir .. "/" .. sub))
+      for _, name in ipairs { "init", "argv", "errors", "process", "commands" } do
+        helpers.write(dir .. "/" .. sub .. "/" .. name .. ".lua",
+          "error('read " .. sub .. "/" .. name .. ".lua from disk')")
+      end
+    end
+    helpers.write(dir .. "/cjson.lua", "error('read cjson.lua from disk')")
+    local output, status = borglua("-e " .. q("local b = require 'borg'; "
+      .. "print(b == borg, require('cjson').encode({1}), type(b.create))"),
+      "LUA_PATH=" .. q(dir .. "/?.lua;" .. dir .. "/?/init.lua") .. " LUA_CPATH=")
+    assert.are.equal(0, status)
+    assert.are.equal("true\t[1]\tfunction\n", output)
+  end)
+
+  it("exits with 2 and a message on an uncaught error", function()
+    local output, status = borglua("-e 'error(\"boom\")'")
+    assert.are.equal(2, status)
+    assert.truthy(output:find("^borglua: %(command line%):1: boom\nstack traceback:"))
+  end)
+
+  it("prints a borg error without a traceback", function()
+    local output, status = borglua("-e " .. q("borg.list{ '" .. dir .. "/nope' }"),
+      "BORG_BASE_DIR=" .. q(dir) .. " BORG_REPO= BORG_PASSPHRASE=")
+    assert.are.equal(2, status)
+    assert.are.equal("borglua: borg list: repository " .. dir .. "/nope does not exist"
+      .. " (Repository.DoesNotExist, rc 2)\n", output)
+  end)
+
+  it("exits with 1 when a borg call warned", function()
+    local script = "borg.new{ borg = " .. string.format("%q", helpers.fake_borg)
+      .. " }.prune{ '/r', keep_last = 1 }; print('after')"
+    local output, status = borglua("-e " .. q(script), "FAKE_BORG_EXIT=1")
+    assert.are.equal(1, status)
+    assert.are.equal("after\n", output)
+  end)
+
+  it("rejects an unknown option with its usage", function()
+    local output, status = borglua("--frobnicate")
+    assert.are.equal(2, status)
+    assert.truthy(output:find("^borglua: unknown option '%-%-frobnicate'\nusage: borglua"))
+  end)
+
+  it("exits with 143 on SIGTERM and leaves no child behind", function()
+    local script = "borg.new{ borg = " .. string.format("%q", helpers.top
+      .. "/tests/bin/hang-borg") .. " }.check{ '/r' }"
+    local pidfile = dir .. "/borg.pid"
+    local output, status = helpers.shell("cd " .. q(dir) .. " && (HANG_BORG_PID="
+      .. q(pidfile) .. " " .. q(helpers.borglua) .. " -e " .. q(script)
+      .. " 2>&1 & host=$!; for i in $(seq 50); do [ -s " .. q(pidfile)
+      .. " ] && break; sleep 0.1; done; kill -TERM $host; wait $host; echo \"status $?\")")
+    assert.are.equal(0, status)
+    assert.truthy(output:find("status 143\n$"), output)
+    assert.truthy(output:find("interrupted by SIGTERM", 1, true), output)
+    local child = helpers.read(pidfile):gsub("%s", "")
+    local stat = helpers.read("/proc/" .. child .. "/stat")
+    assert.is_true(stat == nil or stat:match("^%d+ %(.-%) (%a)") == "Z")
+  end)
+end)
+
+describe("scripts/nightly.lua", function()
+  local dir
+
+  before_each(function()
+    dir = helpers.tmpdir()
+  end)
+
+  after_each(function()
+    helpers.rmdir(dir)
+  end)
+
+  it("backs up real files twice from another directory", function()
+    local src = helpers.source_tree(dir)
+    local command = "cd / && BORG_BASE_DIR=" .. q(dir .. "/base")
+      .. " BORG_PASSPHRASE=nightly BORG_REPO= BORG_PASSCOMMAND= " .. q(helpers.borglua)
+      .. " " .. q(helpers.top .. "/scripts/nightly.lua") .. " " .. q(dir .. "/repo")
+      .. " " .. q(src) .. " 2>/dev/null"
+    local first, status = helpers.shell(command)
+    assert.are.equal(0, status, first)
+    local lines = {}
+    for line in first:gmatch("[^\n]+") do
+      lines[#lines + 1] = line
+    end
+    assert.are.equal(5, #lines, first)
+    assert.truthy(lines[1]:find("^init     " .. dir:gsub("%p", "%%%0")
+      .. "/repo: created %(repokey%) in [%d.]+ s$"))
+    assert.truthy(lines[2]:find("^create   .+: 3 files, [%d.]+ [KMG]?i?B original, "
+      .. "[%d.]+ [KMG]?i?B deduplicated in [%d.]+ s$"), lines[2])
+    assert.truthy(lines[3]:find("^prune    kept 1, pruned 0 archives in [%d.]+ s$"))
+    assert.truthy(lines[4]:find("^compact  freed .+ in [%d.]+ s$"), lines[4])
+    assert.truthy(lines[5]:find("^check    repository and 1 archives OK in [%d.]+ s$"))
+
+    os.execute("sleep 1") -- archive names carry the time to the second
+    local second
+    second, status = helpers.shell(command)
+    assert.are.equal(0, status, second)
+    assert.falsy(second:find("init"))
+    local dedup = second:match("original, (%d+) B deduplicated")
+    assert.is_not_nil(dedup, second)
+    assert.is_true(tonumber(dedup) < 2000)
+    assert.truthy(second:find("check    repository and 2 archives OK"))
+  end)
+
+  it("prints its usage without arguments", function()
+    local output, status = helpers.shell(q(helpers.borglua) .. " "
+      .. q(helpers.top .. "/scripts/nightly.lua") .. " 2>&1")
+    assert.are.equal(2, status)
+    assert.are.equal("usage: borglua scripts/nightly.lua REPOSITORY SOURCE...\n", output)
+  end)
+end)
