@@ -27,5 +27,6 @@ for run in 1 2; do
     1) echo "(borg warned about some files, for example ones this user may not read)" ;;
     *) echo "run $run failed with exit status $status" >&2; exit "$status" ;;
   esac
-  echo "run $run took $(echo "$end - $start" | bc 2>/dev/null || awk "BEGIN{print $end - $start}") s"
+  awk -v run="$run" -v start="$start" -v end="$end" \
+    'BEGIN { printf "run %d took %.1f s\n", run, end - start }'
 done

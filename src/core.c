@@ -396,6 +396,29 @@ static core_loop *get_loop(lua_State *L) {
 }
 
 
+static void close_any(uv_handle_t *h, void *arg) {
+  core_loop *cl = arg;
+  proc *p;
+  if (uv_is_closing(h))
+    return;
+  if (h->data == cl) {
+    uv_close(h, NULL);
+    return;
+  }
+  p = h->data;
+  if (h == (uv_handle_t *)&p->out)
+    close_handle(h, &p->out_open);
+  else if (h == (uv_handle_t *)&p->err)
+    close_handle(h, &p->err_open);
+  else if (h == (uv_handle_t *)&p->in)
+    close_handle(h, &p->in_open);
+  else if (h == (uv_handle_t *)&p->timer)
+    close_handle(h, &p->timer_open);
+  else if (h == (uv_handle_t *)&p->process)
+    close_handle(h, &p->process_open);
+}
+
+
 /* Terminate every live child, wait for them, and close the loop. Called
  * when the Lua state closes. */
 static int loop_gc(lua_State *L) {
@@ -413,8 +436,9 @@ static int loop_gc(lua_State *L) {
   }
   while (cl->live)
     uv_run(&cl->loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&cl->sigint, NULL);
-  uv_close((uv_handle_t *)&cl->sigterm, NULL);
+  /* Pipes of children that exited while nobody read them may still be
+   * open; close every remaining handle so the loop can end. */
+  uv_walk(&cl->loop, close_any, cl);
   uv_run(&cl->loop, UV_RUN_DEFAULT);
   uv_loop_close(&cl->loop);
   cl->closed = 1;

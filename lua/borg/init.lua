@@ -102,6 +102,7 @@ end
 -- A call value of false removes an inherited flag.
 local function merge(inst, command, spec, args)
   local merged = {}
+  merged.log_json = inst.log_json
   for name, value in pairs(inst.options) do
     if spec.options[name] or LIBRARY_KEYS[name] then
       merged[name] = value
@@ -124,10 +125,11 @@ local function merge(inst, command, spec, args)
   return merged
 end
 
--- Print one of borg's log records on the host's stderr.
-local function printer(inst, command)
+-- Print one of borg's log records on the host's stderr, as a JSON line
+-- when as_json is true.
+local function printer(command, as_json)
   return function(record)
-    if inst.log_json then
+    if as_json then
       io.stderr:write(json.encode(record), "\n")
     else
       local message = tostring(record.message):gsub("^%s+", ""):gsub("%s+$", "")
@@ -155,7 +157,7 @@ end
 local function fail(fields, outcome, ctx)
   fields.command = ctx.command
   fields.argv = ctx.argv
-  fields.stderr = outcome.stderr
+  fields.stderr = table.concat(outcome.stderr, "\n")
   fields.log = outcome.log
   error(errors.new(fields), 0)
 end
@@ -186,8 +188,8 @@ local function judge(outcome, ctx)
   local kind = "borg"
   if msgid == "NoPassphraseFailure" then
     kind = "prompt"
-    message = "borg needs a passphrase: give the instance a passphrase, or set"
-      .. " BORG_PASSPHRASE or BORG_PASSCOMMAND in its env"
+    message = "borg needs a passphrase and cannot ask for one: set BORG_PASSPHRASE"
+      .. " or BORG_PASSCOMMAND in the instance's or the call's env"
   elseif rc == 1 then
     message = message or "check found problems in the repository"
   end
@@ -219,6 +221,10 @@ local function call(inst, command, args, run)
   run = check_run(command, run)
   local call_env = env.check(command, run.env, "run option 'env'")
   local merged = merge(inst, command, spec, args)
+  if merged.log_json ~= nil and type(merged.log_json) ~= "boolean" then
+    errors.usage(command, "log_json must be true or false, got %s",
+      describe_type(merged.log_json))
+  end
   local level = merged.log_level or inst.log_level
   if not LOG_LEVELS[level] then
     errors.usage(command, "log_level must be one of debug, info, warning, error,"
@@ -264,7 +270,7 @@ local function call(inst, command, args, run)
     on_log = run.on_log,
     on_file = run.on_file,
     on_progress = run.on_progress,
-    print_log = not plan.quiet and printer(inst, command) or nil,
+    print_log = not plan.quiet and printer(command, merged.log_json == true) or nil,
     capture_files = plan.capture_files,
     capture_list = plan.capture_list,
     capture_stats = plan.capture_stats,
