@@ -1,8 +1,8 @@
 #!/bin/sh
 # Check that the Debian packages named as arguments are installed. As
-# root, install the missing ones with apt-get (updating the package lists
-# first when they are missing or the install fails); otherwise print the
-# command to run and fail.
+# root, install the missing ones with apt-get, and update the package
+# lists first when they are missing or the install fails. As another
+# user, print the command to run and fail.
 set -u
 
 missing=""
@@ -23,7 +23,7 @@ fi
 
 echo "Installing Debian packages:$missing"
 export DEBIAN_FRONTEND=noninteractive
-if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
+if ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
   apt-get update -q || exit 1
 fi
 # shellcheck disable=SC2086  # the package names are separate words

@@ -109,8 +109,8 @@ lua_State *borglua_newstate(void) {
 
 
 /* Message handler: an error object of the borg library (a table with
- * __tostring) becomes its text, which already says where and what; any
- * other error gets a traceback. */
+ * __tostring) becomes its text, which already names the place and the
+ * failure. Any other error gets a traceback. */
 static int message_handler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {

@@ -27,7 +27,7 @@ extern "C" {
 BORGLUA_API const char *borglua_version(void);
 
 /* Create a Lua state with the standard libraries, lua-cjson (as "cjson"
- * and "cjson.safe") and borg loaded; the global `borg` holds the borg
+ * and "cjson.safe") and borg loaded. The global `borg` is the borg
  * table. Returns NULL when memory runs out. */
 BORGLUA_API lua_State *borglua_newstate(void);
 

@@ -3,7 +3,7 @@
  *
  * Spawns programs with libuv, moves their bytes through pipes, splits
  * stdout and stderr into lines, enforces timeouts and forwards the host's
- * SIGINT and SIGTERM to the children. It knows nothing about borg.
+ * SIGINT and SIGTERM to the children. Nothing in it is specific to borg.
  *
  * Model: libuv callbacks never call Lua. They only append events (a line,
  * a chunk, the whole of stdout) to the process's queue; Lua pulls them
@@ -248,9 +248,9 @@ static void on_exit(uv_process_t *h, int64_t status, int sig) {
   unlink_live(p);
   close_handle((uv_handle_t *)&p->timer, &p->timer_open);
   close_handle((uv_handle_t *)&p->process, &p->process_open);
-  /* The leader is gone; anything still holding our pipes is a stray
-   * member of its group (a daemonized grandchild), and would keep the
-   * pipes open forever. */
+  /* The leader is gone. Anything still holding our pipes is a stray
+   * member of its group, such as a daemonized grandchild, and it would
+   * keep the pipes open forever. */
   if (p->out_open || p->err_open)
     uv_kill(-p->pid, SIGKILL);
 }
@@ -862,8 +862,8 @@ static int proc_gc(lua_State *L) {
   }
   close_handle((uv_handle_t *)&p->in, &p->in_open);
   free_events(p);
-  /* Nobody reads the queue any more: drain the pipes to end of file so
-   * the child is never blocked on a full pipe. */
+  /* Lua no longer reads the queue, so drain the pipes to end of file and
+   * the child never blocks on a full pipe. */
   p->paused = 1;
   resume_if_drained(p);
   maybe_free(p);

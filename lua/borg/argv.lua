@@ -1,7 +1,7 @@
 -- Turning a call's Lua table into borg's argument vector.
 --
--- The array part holds the positional arguments; the hash part holds long
--- options with underscores for dashes. true gives a bare flag, false
+-- The array part contains the positional arguments, and the hash part
+-- contains long options with underscores for dashes. true gives a bare flag, false
 -- gives nothing, a string or an integer gives --name=value, and an array
 -- gives a repeatable option once per value. Positionals follow "--", so a
 -- path that starts with "-" is never read as an option. Every mistake

@@ -1,4 +1,4 @@
--- What each command asks borg for, and how its result is built.
+-- The output each command requests from borg, and how its result is built.
 --
 -- plan(args, ctx) runs before borg starts. It may rewrite args (a copy
 -- owned by the call), for example to add --json where that is how borg
@@ -76,7 +76,7 @@ local STATS_ROWS = {
 
 -- Parse the text statistics that prune and delete print with --stats.
 -- borg rounds these sizes to three significant digits, so they are
--- approximate; the table says so in its field `approximate`.
+-- approximate, and the table's field `approximate` is true.
 local function parse_stats(lines)
   local stats = { approximate = true }
   for _, line in ipairs(lines) do
@@ -287,7 +287,7 @@ commands.compact = {
   end,
 }
 
--- Commands that return nothing: borg's exit status is the whole answer.
+-- Commands that return nothing: borg's exit status is the whole outcome.
 local function no_output()
   return {
     plan = function()

@@ -21,7 +21,7 @@ local process = require "borg.process"
 local borg = {}
 borg._VERSION = "borglua 0.1.0"
 
--- borgapi's command names, each mapped to the catalogue entry it runs.
+-- borgapi's command names. Each has an entry of the same name in the catalogue.
 local COMMAND_NAMES = {
   "benchmark_crud", "break_lock", "check", "compact", "config", "create",
   "delete", "diff", "export_tar", "extract", "import_tar", "info", "init",
