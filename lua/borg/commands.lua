@@ -299,6 +299,20 @@ local function no_output()
   }
 end
 
+-- The result of commands without their own rules: borg's stdout as text
+-- when it wrote any, else nil.
+commands.generic = {
+  plan = function()
+    return { outputs = {}, stdout = "whole" }
+  end,
+  result = function(_, outcome)
+    if outcome.stdout and outcome.stdout ~= "" then
+      return outcome.stdout
+    end
+    return nil
+  end,
+}
+
 commands.init = no_output()
 commands.check = no_output()
 commands.rename = no_output()

@@ -1,0 +1,288 @@
+-- One call of a borg command: checking the arguments, merging them with
+-- the instance's settings, running borg, and judging the outcome.
+--
+-- Raises a "usage" error before borg starts when the call is wrong, and an
+-- error object of another kind when borg fails (see borg.errors).
+
+local argv = require "borg.argv"
+local catalogue = require "borg.catalogue"
+local commands = require "borg.commands"
+local env = require "borg.env"
+local errors = require "borg.errors"
+local json = require "borg.json"
+local process = require "borg.process"
+
+local call = {}
+
+call.LOG_LEVELS = { debug = true, info = true, warning = true, error = true,
+                    critical = true }
+
+-- Keys of the first table that configure the library, not borg.
+local LIBRARY_KEYS = { log_level = true, log_json = true }
+
+-- Keys of the second table (how to run the command).
+local RUN_KEYS = { "cwd", "env", "on_file", "on_log", "on_progress", "stdin",
+                   "timeout" }
+local IS_RUN_KEY = {}
+for _, name in ipairs(RUN_KEYS) do
+  IS_RUN_KEY[name] = true
+end
+
+local state = { warned = false }
+
+-- Return true when some call of this process ended with borg's warning
+-- status (rc 1).
+function call.warned()
+  return state.warned
+end
+
+local describe_type = errors.describe
+
+local function check_run(command, run)
+  if run == nil then
+    return {}
+  end
+  if type(run) ~= "table" then
+    errors.usage(command, "the second argument (how to run) must be a table, got %s",
+      describe_type(run))
+  end
+  for key, value in pairs(run) do
+    if not IS_RUN_KEY[key] then
+      local guess = type(key) == "string" and errors.nearest(key, RUN_KEYS)
+      errors.usage(command, "unknown run option '%s'%s", tostring(key),
+        guess and string.format(" (did you mean '%s'?)", guess) or
+        " (known: " .. table.concat(RUN_KEYS, ", ") .. ")")
+    end
+    if key:find("^on_") and type(value) ~= "function" then
+      errors.usage(command, "run option '%s' must be a function, got %s", key,
+        describe_type(value))
+    end
+  end
+  if run.timeout ~= nil and (type(run.timeout) ~= "number" or run.timeout <= 0) then
+    errors.usage(command, "run option 'timeout' must be a positive number of"
+      .. " seconds, got %s", describe_type(run.timeout))
+  end
+  if run.cwd ~= nil and type(run.cwd) ~= "string" then
+    errors.usage(command, "run option 'cwd' must be a string, got %s",
+      describe_type(run.cwd))
+  end
+  if run.stdin ~= nil and type(run.stdin) ~= "string" then
+    -- NOTE: file handles and chunk functions as stdin are not supported yet.
+    errors.usage(command, "run option 'stdin' must be a string, got %s",
+      describe_type(run.stdin))
+  end
+  return run
+end
+
+-- Merge the instance's options and defaults with the call's arguments:
+-- options (only those the command accepts) < defaults[command] < call.
+-- A call value of false removes an inherited flag.
+local function merge(inst, command, spec, args)
+  local merged = {}
+  merged.log_json = inst.log_json
+  for name, value in pairs(inst.options) do
+    if spec.options[name] or LIBRARY_KEYS[name] then
+      merged[name] = value
+    end
+  end
+  for name, value in pairs(inst.defaults[command] or {}) do
+    merged[name] = value
+  end
+  for key, value in pairs(args) do
+    merged[key] = value
+  end
+  for key, value in pairs(args) do
+    if value == false and type(key) == "string" then
+      merged[key] = nil
+    end
+  end
+  if command == "init" and merged.encryption == nil then
+    merged.encryption = "repokey"
+  end
+  return merged
+end
+
+local function check_levels(command, merged, inst)
+  if merged.log_json ~= nil and type(merged.log_json) ~= "boolean" then
+    errors.usage(command, "log_json must be true or false, got %s",
+      describe_type(merged.log_json))
+  end
+  local level = merged.log_level or inst.log_level
+  if not call.LOG_LEVELS[level] then
+    errors.usage(command, "log_level must be one of debug, info, warning, error,"
+      .. " critical, got %s", describe_type(level))
+  end
+  return level
+end
+
+-- Check the call and return its context: the merged arguments, the plan
+-- of its outputs, the argument vector and the environment. Runs nothing.
+local function prepare(inst, command, args, run)
+  if type(args) ~= "table" then
+    errors.usage(command, "expected a table of arguments, got %s (call it as"
+      .. " borg.%s{ ... })", args == nil and "no value" or describe_type(args),
+      command)
+  end
+  local spec = catalogue.commands[command]
+  run = check_run(command, run)
+  local call_env = env.check(command, run.env, "run option 'env'")
+  local merged = merge(inst, command, spec, args)
+  local level = check_levels(command, merged, inst)
+  -- Check the caller's arguments before the plan adds its own.
+  argv.build(command, spec, merged, {}, LIBRARY_KEYS)
+
+  local ctx = { command = command, run = run, log_level = level,
+                timeout = run.timeout, merged = merged,
+                definition = commands[command] or commands.generic }
+  ctx.plan = ctx.definition.plan(merged, ctx)
+  local extra = { "--log-json" }
+  if level ~= "warning" then
+    extra[2] = "--" .. level
+  end
+  local words = argv.build(command, spec, merged, extra, LIBRARY_KEYS)
+  ctx.argv = { inst.program }
+  table.move(words, 1, #words, 2, ctx.argv)
+  ctx.env = env.list(env.apply(env.apply(env.host(), inst.env), call_env))
+  return ctx
+end
+
+-- Print one of borg's log records on the host's stderr, as a JSON line
+-- when as_json is true.
+local function printer(command, as_json)
+  return function(record)
+    if as_json then
+      io.stderr:write(json.encode(record), "\n")
+    else
+      local message = tostring(record.message):gsub("^%s+", ""):gsub("%s+$", "")
+      io.stderr:write(string.format("borg %s: %s: %s\n", command,
+        tostring(record.levelname or "info"):lower(), message))
+    end
+  end
+end
+
+-- Return a function that decodes one JSON line of borg's stdout into
+-- the list items.
+local function line_decoder(ctx, items)
+  return function(line, truncated)
+    local item, err = json.decode(line)
+    if item == nil or truncated then
+      error(errors.new {
+        kind = "decode", command = ctx.command, argv = ctx.argv,
+        message = "borg's output line is not valid JSON: "
+          .. (truncated and "the line is too long" or err),
+      }, 0)
+    end
+    items[#items + 1] = item
+  end
+end
+
+-- Return the job that process.run executes for ctx.
+local function job_for(ctx, items)
+  local run, plan = ctx.run, ctx.plan
+  return {
+    command = ctx.command,
+    argv = ctx.argv,
+    masked_argv = ctx.argv,
+    env = ctx.env,
+    cwd = run.cwd,
+    stdin = run.stdin,
+    timeout = run.timeout,
+    stdout = plan.stdout,
+    on_line = line_decoder(ctx, items),
+    on_log = run.on_log,
+    on_file = run.on_file,
+    on_progress = run.on_progress,
+    print_log = not plan.quiet and printer(ctx.command, ctx.merged.log_json == true)
+      or nil,
+    capture_files = plan.capture_files,
+    capture_list = plan.capture_list,
+    capture_stats = plan.capture_stats,
+  }
+end
+
+-- Return the message of a failed run: borg's last error record, or its
+-- last plain stderr line.
+local function failure_message(outcome)
+  local record = outcome.errors[#outcome.errors]
+  local message = record and record.message or outcome.stderr[#outcome.stderr]
+  if message == nil then
+    return nil, nil
+  end
+  message = message:match("^[^\n]*"):gsub("%.$", "")
+  if message:find("^%u%l") then
+    message = message:sub(1, 1):lower() .. message:sub(2)
+  end
+  return message, record and record.msgid
+end
+
+local function fail(fields, outcome, ctx)
+  fields.command = ctx.command
+  fields.argv = ctx.argv
+  fields.stderr = table.concat(outcome.stderr, "\n")
+  fields.log = outcome.log
+  error(errors.new(fields), 0)
+end
+
+-- Raise the error object for an outcome that is not a success.
+local function judge(outcome, ctx)
+  local interrupted = outcome.interrupted
+  if interrupted then
+    fail({ kind = "signal", signal = interrupted, rc = outcome.rc,
+           message = string.format("interrupted by %s; borg was stopped",
+             process.signal_name(interrupted)) }, outcome, ctx)
+  end
+  if outcome.timed_out then
+    fail({ kind = "timeout", signal = outcome.signal ~= 0 and outcome.signal or nil,
+           message = string.format("timed out after %g s; borg was stopped",
+             ctx.timeout) }, outcome, ctx)
+  end
+  if outcome.signal ~= 0 then
+    fail({ kind = "signal", signal = outcome.signal,
+           message = string.format("borg was killed by %s",
+             process.signal_name(outcome.signal)) }, outcome, ctx)
+  end
+  local rc = outcome.rc
+  if rc == 0 or (rc == 1 and ctx.command ~= "check") then
+    return
+  end
+  local message, msgid = failure_message(outcome)
+  local kind = "borg"
+  if msgid == "NoPassphraseFailure" then
+    kind = "prompt"
+    message = "borg needs a passphrase and cannot ask for one: set BORG_PASSPHRASE"
+      .. " or BORG_PASSCOMMAND in the instance's or the call's env"
+  elseif rc == 1 then
+    message = message or "check found problems in the repository"
+  end
+  fail({ kind = kind, rc = rc, msgid = msgid,
+         message = message or string.format("borg exited with status %d", rc) },
+       outcome, ctx)
+end
+
+local function new_run(outcome, ctx)
+  return {
+    argv = ctx.argv,
+    command = ctx.command,
+    rc = outcome.rc,
+    status = outcome.rc == 1 and "warning" or "ok",
+    warnings = outcome.warnings,
+    log = outcome.log,
+    duration = outcome.duration,
+  }
+end
+
+-- Run command on instance inst with the call's args and run tables;
+-- return the result and the run table.
+function call.run(inst, command, args, run)
+  local ctx = prepare(inst, command, args, run)
+  local items = {}
+  local outcome = process.run(job_for(ctx, items))
+  outcome.items = items
+  judge(outcome, ctx)
+  if outcome.rc == 1 then
+    state.warned = true
+  end
+  return ctx.definition.result(ctx.plan, outcome, ctx), new_run(outcome, ctx)
+end
+
+return call
