@@ -34,7 +34,7 @@ all: deps
 	@$(MAKE) --no-print-directory binaries
 
 binaries: $(BUILD)/borglua $(BUILD)/libborglua.a $(BUILD)/libborglua.so \
-          $(BUILD)/borg.so
+          $(BUILD)/libborglua.so.0 $(BUILD)/borg.so
 
 deps:
 	@sh scripts/check-deps.sh $(PACKAGES)
@@ -81,6 +81,10 @@ $(BUILD)/libborglua.so: $(LIB_OBJECTS) src/libborglua.map
 	$(CC) -shared -o $@ -Wl,-soname,libborglua.so.0 \
 	  -Wl,--version-script=src/libborglua.map \
 	  $(LIB_OBJECTS) -llua5.4-cjson $(LIBS) -lm $(LDFLAGS)
+
+# The name that programs linked with -lborglua look for at run time.
+$(BUILD)/libborglua.so.0: $(BUILD)/libborglua.so
+	ln -sf libborglua.so $@
 
 $(BUILD)/borg.so: $(MODULE_OBJECTS) src/borg-module.map
 	$(CC) -shared -o $@ -Wl,--version-script=src/borg-module.map \

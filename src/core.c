@@ -91,6 +91,7 @@ struct core_loop {
   int nlive;
   uv_signal_t sigint, sigterm;
   int signals_on;
+  int watch_int, watch_term; /* 0 when the host started with it ignored */
   int interrupted;
   int closed;
 };
@@ -369,11 +370,14 @@ static void on_host_signal(uv_signal_t *h, int sig) {
 
 
 /* Catch SIGINT and SIGTERM only while children run, so that between calls
- * the signals keep their default effect on the host. */
+ * the signals keep their default effect on the host. A signal that the
+ * host inherited as ignored (nohup, a background job) stays ignored. */
 static void update_signals(core_loop *cl) {
   if (cl->nlive > 0 && !cl->signals_on) {
-    uv_signal_start(&cl->sigint, on_host_signal, SIGINT);
-    uv_signal_start(&cl->sigterm, on_host_signal, SIGTERM);
+    if (cl->watch_int)
+      uv_signal_start(&cl->sigint, on_host_signal, SIGINT);
+    if (cl->watch_term)
+      uv_signal_start(&cl->sigterm, on_host_signal, SIGTERM);
     cl->signals_on = 1;
   } else if (cl->nlive == 0 && cl->signals_on) {
     uv_signal_stop(&cl->sigint);
@@ -446,9 +450,18 @@ static int loop_gc(lua_State *L) {
 }
 
 
+/* Return 1 unless the host ignores sig. */
+static int not_ignored(int sig) {
+  struct sigaction sa;
+  return sigaction(sig, NULL, &sa) != 0 || sa.sa_handler != SIG_IGN;
+}
+
+
 static core_loop *new_loop(lua_State *L) {
   core_loop *cl = lua_newuserdatauv(L, sizeof *cl, 0);
   memset(cl, 0, sizeof *cl);
+  cl->watch_int = not_ignored(SIGINT);
+  cl->watch_term = not_ignored(SIGTERM);
   if (uv_loop_init(&cl->loop) != 0)
     luaL_error(L, "borg.core: cannot initialise the libuv loop");
   uv_signal_init(&cl->loop, &cl->sigint);

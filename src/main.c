@@ -81,7 +81,8 @@ static int print_versions(lua_State *L) {
   static const char chunk[] =
       "local ok, v = pcall(require('borg').version)\n"
       "print(('borglua %s (%s)'):format(..., _VERSION))\n"
-      "print(ok and ('borg ' .. v.string) or ('borg: ' .. tostring(v)))\n"
+      "print(ok and ('borg ' .. v.string) or ('borg: unavailable: '\n"
+      "  .. (type(v) == 'table' and v.message or tostring(v))))\n"
       "return ok\n";
   int ok;
   if (luaL_loadbuffer(L, chunk, sizeof chunk - 1, "=version") != LUA_OK)
@@ -219,9 +220,9 @@ int main(int argc, char **argv) {
     }
   }
   if (status == 0 && (interactive || !ran)) {
-    if (isatty(STDIN_FILENO)) {
+    if (interactive || isatty(STDIN_FILENO)) {
       repl(L);
-    } else if (!ran) {
+    } else {
       set_arg(L, argv, argc, 0);
       if (borglua_dofile(L, NULL) != LUA_OK) {
         print_error(L);

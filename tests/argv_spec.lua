@@ -107,6 +107,32 @@ describe("argument vector", function()
     assert.are.same({ "key", "export", "--log-json", "--", "/r", "/tmp/key" }, recorded())
   end)
 
+  it("raises a decode error when promised JSON is missing", function()
+    local ok, err = pcall(api.info, { "/r" })
+    assert.is_false(ok)
+    assert.are.equal("decode", err.kind)
+    assert.are.equal(0, err.rc)
+    assert.are.equal("borg's output is not valid JSON: borg exited with status 0 and"
+      .. " wrote nothing", err.message)
+  end)
+
+  it("raises a decode error for invalid JSON", function()
+    local inst = helpers.fake_instance(dir, { env = { FAKE_BORG_STDOUT = "{\"a\": " } })
+    local ok, err = pcall(inst.info, { "/r" })
+    assert.is_false(ok)
+    assert.are.equal("decode", err.kind)
+    assert.truthy(err.message:find("^borg's output is not valid JSON: "))
+  end)
+
+  it("raises a decode error for an invalid JSON line", function()
+    local inst = helpers.fake_instance(dir, {
+      env = { FAKE_BORG_STDOUT = "{\"path\": \"a\"}\nnot json\n" } })
+    local ok, err = pcall(inst.list, { "/r::a" })
+    assert.is_false(ok)
+    assert.are.equal("decode", err.kind)
+    assert.truthy(err.message:find("^borg's output line is not valid JSON: "))
+  end)
+
   it("reports the argv it ran in run.argv", function()
     local _, run = api.check { "/r" }
     assert.are.same({ helpers.fake_borg, "check", "--log-json", "--", "/r" }, run.argv)

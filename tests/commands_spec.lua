@@ -305,13 +305,26 @@ describe("failures", function()
     assert.are.equal("Archive.AlreadyExists", err.msgid)
   end)
 
+  it("an argument borg's parser rejects raises a usage error", function()
+    local repo = dir .. "/repo"
+    local src = helpers.source_tree(dir)
+    api.init { repo, encryption = "none" }
+    local ok, err = pcall(api.create, { repo .. "::a", src, compression = 3 })
+    assert.is_false(ok)
+    assert.are.equal("usage", err.kind)
+    assert.are.equal(2, err.rc)
+    assert.are.equal("borg rejected the arguments: argument -C/--compression: invalid"
+      .. " CompressionSpec value: '3'", err.message)
+  end)
+
   it("a missing borg program raises a spawn error naming it", function()
     local missing = helpers.instance(dir, { borg = dir .. "/no-borg" })
     local ok, err = pcall(missing.list, { dir .. "/repo" })
     assert.is_false(ok)
     assert.are.equal("spawn", err.kind)
     assert.are.equal("cannot run '" .. dir .. "/no-borg': no such file or directory"
-      .. " (ENOENT); install borgbackup or give the path of the borg program", err.message)
+      .. " (ENOENT); install borgbackup, or give the program's path as"
+      .. " borg.new{ borg = \"/path/to/borg\" }", err.message)
   end)
 
   it("a borg program found on PATH by name runs", function()

@@ -23,16 +23,16 @@ function helpers.shell(command)
   return output, status
 end
 
--- Return a new temporary directory.
+-- Return a new temporary directory (under $TMPDIR, default /tmp).
 function helpers.tmpdir()
-  local dir = helpers.shell("mktemp -d /tmp/borglua-spec.XXXXXX"):gsub("%s+$", "")
-  assert(dir:find("^/tmp/borglua%-spec%."), "mktemp failed")
+  local dir = helpers.shell("mktemp -d -t borglua-spec.XXXXXX"):gsub("%s+$", "")
+  assert(dir:find("/borglua%-spec%.%w+$"), "mktemp failed")
   return dir
 end
 
 -- Remove a directory made by helpers.tmpdir.
 function helpers.rmdir(dir)
-  assert(dir:find("^/tmp/borglua%-spec%."))
+  assert(dir:find("/borglua%-spec%.%w+$"))
   os.execute("chmod -R u+rwX " .. helpers.quote(dir) .. " 2>/dev/null; rm -rf "
     .. helpers.quote(dir))
 end

@@ -101,6 +101,47 @@ describe("the borglua program", function()
     assert.truthy(output:find("^borglua: unknown option '%-%-frobnicate'\nusage: borglua"))
   end)
 
+  it("refuses further borg calls after an interrupt", function()
+    local hang = string.format("%q", helpers.top .. "/tests/bin/hang-borg")
+    helpers.write(dir .. "/policy.lua", [[
+      local api = borg.new{ borg = ]] .. hang .. [[ }
+      local ok, err = pcall(api.check, { "/r" })
+      print("first", err.kind, err.signal)
+      ok, err = pcall(api.check, { "/r" })
+      print("second", err.kind, err.message)
+      print("cleanup ran")
+    ]])
+    local pidfile = dir .. "/borg.pid"
+    local output = helpers.shell("cd " .. q(dir) .. " && (HANG_BORG_PID=" .. q(pidfile)
+      .. " " .. q(helpers.borglua) .. " policy.lua 2>&1 & host=$!; for i in $(seq 50);"
+      .. " do [ -s " .. q(pidfile) .. " ] && break; sleep 0.1; done; kill -TERM $host;"
+      .. " wait $host; echo \"status $?\")")
+    assert.are.equal("first\tsignal\t15\nsecond\tsignal\tnot started: the host was"
+      .. " interrupted by SIGTERM and runs no more borg commands\ncleanup ran\n"
+      .. "status 143\n", output)
+  end)
+
+  -- A shell without job control starts background commands with SIGINT
+  -- ignored; the trap makes that explicit.
+  it("keeps SIGINT ignored when it started ignored", function()
+    local script = "borg.new{ borg = " .. string.format("%q", helpers.top
+      .. "/tests/bin/hang-borg") .. " }.check({ '/r' }, { timeout = 2 })"
+    local pidfile = dir .. "/borg.pid"
+    local output = helpers.shell("cd " .. q(dir) .. " && (trap '' INT; HANG_BORG_PID="
+      .. q(pidfile) .. " " .. q(helpers.borglua) .. " -e " .. q(script)
+      .. " 2>&1 & host=$!; for i in $(seq 50); do [ -s " .. q(pidfile)
+      .. " ] && break; sleep 0.1; done; kill -INT $host; wait $host; echo \"status $?\")")
+    assert.truthy(output:find("timed out after 2 s", 1, true), output)
+    assert.truthy(output:find("status 2\n$"), output)
+  end)
+
+  it("enters the prompt after a chunk with -i, reading stdin", function()
+    local output, status = helpers.shell("printf 'print(1 + 1)\\n' | "
+      .. q(helpers.borglua) .. " -i -e 'print(\"chunk\")'")
+    assert.are.equal(0, status)
+    assert.are.equal("chunk\n> 2\n> \n", output)
+  end)
+
   it("exits with 143 on SIGTERM and leaves no child behind", function()
     local script = "borg.new{ borg = " .. string.format("%q", helpers.top
       .. "/tests/bin/hang-borg") .. " }.check{ '/r' }"

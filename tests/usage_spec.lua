@@ -129,6 +129,25 @@ describe("usage errors", function()
     assert.are.equal("unknown setting 'defualts' (did you mean 'defaults'?)", err.message)
   end)
 
+  it("rejects an option no command accepts", function()
+    local err = usage_error(borg.new, { options = { lock_wiat = 5 } })
+    assert.are.equal("new", err.command)
+    assert.are.equal("option 'lock_wiat' in setting 'options' is not accepted by any"
+      .. " borg command (did you mean 'lock_wait'?)", err.message)
+  end)
+
+  it("rejects an unknown option in defaults", function()
+    local err = usage_error(borg.new, { defaults = { create = { compresion = "lz4" } } })
+    assert.are.equal("defaults.create has unknown option 'compresion' (did you mean"
+      .. " 'compression'?)", err.message)
+  end)
+
+  it("rejects a cwd that does not exist", function()
+    local err = usage_error(api.check, { "/r" }, { cwd = dir .. "/missing" })
+    assert.are.equal("run option 'cwd' is not an existing directory: string \""
+      .. dir .. "/missing\"", err.message)
+  end)
+
   it("rejects defaults for an unknown command", function()
     local err = usage_error(borg.new, { defaults = { craete = {} } })
     assert.are.equal("defaults for unknown command 'craete' (did you mean 'create'?)",

@@ -7,6 +7,7 @@
 local argv = require "borg.argv"
 local catalogue = require "borg.catalogue"
 local commands = require "borg.commands"
+local core = require "borg.core"
 local env = require "borg.env"
 local errors = require "borg.errors"
 local json = require "borg.json"
@@ -66,6 +67,15 @@ local function check_run(command, run)
     errors.usage(command, "run option 'cwd' must be a string, got %s",
       describe_type(run.cwd))
   end
+  if run.cwd ~= nil then
+    -- Opening "dir/." fails unless dir is a directory that exists.
+    local handle = io.open(run.cwd .. "/.", "r")
+    if handle == nil then
+      errors.usage(command, "run option 'cwd' is not an existing directory: %s",
+        describe_type(run.cwd))
+    end
+    handle:close()
+  end
   if run.stdin ~= nil and type(run.stdin) ~= "string" then
     -- NOTE: file handles and chunk functions as stdin are not supported yet.
     errors.usage(command, "run option 'stdin' must be a string, got %s",
@@ -118,6 +128,14 @@ end
 -- Check the call and return its context: the merged arguments, the plan
 -- of its outputs, the argument vector and the environment. Runs nothing.
 local function prepare(inst, command, args, run)
+  local interrupted = core.interrupted()
+  if interrupted then
+    error(errors.new {
+      kind = "signal", command = command, signal = interrupted,
+      message = string.format("not started: the host was interrupted by %s and"
+        .. " runs no more borg commands", process.signal_name(interrupted)),
+    }, 0)
+  end
   if type(args) ~= "table" then
     errors.usage(command, "expected a table of arguments, got %s (call it as"
       .. " borg.%s{ ... })", args == nil and "no value" or describe_type(args),
@@ -200,19 +218,47 @@ local function job_for(ctx, items)
   }
 end
 
--- Return the message of a failed run: borg's last error record, or its
--- last plain stderr line.
+-- Return the line of a Python traceback that names the exception: the
+-- last line before borg's system information block.
+local function exception_line(traceback)
+  local body = traceback:match("^(.-)\n\nPlatform:") or traceback
+  local last
+  for line in body:gmatch("[^\n]+") do
+    if line:find("%S") then
+      last = line
+    end
+  end
+  return last
+end
+
+-- Return the message and the msgid of a failed run: borg's last error
+-- record, or the error that borg's argument parser printed, or its last
+-- plain stderr line. The third value is true for a parser error.
 local function failure_message(outcome)
   local record = outcome.errors[#outcome.errors]
-  local message = record and record.message or outcome.stderr[#outcome.stderr]
+  local msgid
+  for i = #outcome.errors, 1, -1 do
+    msgid = msgid or outcome.errors[i].msgid
+  end
+  local message = record and record.message
+  if message and message:find("^Traceback") then
+    message = "borg crashed: " .. (exception_line(message) or "an internal error")
+  end
+  local parser_error
   if message == nil then
-    return nil, nil
+    for i = #outcome.stderr, 1, -1 do
+      parser_error = parser_error or outcome.stderr[i]:match("^borg[%w%-]* [%w%- ]*: error: (.+)$")
+    end
+    message = parser_error or outcome.stderr[#outcome.stderr]
+  end
+  if message == nil then
+    return nil, msgid
   end
   message = message:match("^[^\n]*"):gsub("%.$", "")
   if message:find("^%u%l") then
     message = message:sub(1, 1):lower() .. message:sub(2)
   end
-  return message, record and record.msgid
+  return message, msgid, parser_error ~= nil
 end
 
 local function fail(fields, outcome, ctx)
@@ -245,9 +291,12 @@ local function judge(outcome, ctx)
   if rc == 0 or (rc == 1 and ctx.command ~= "check") then
     return
   end
-  local message, msgid = failure_message(outcome)
+  local message, msgid, parser_error = failure_message(outcome)
   local kind = "borg"
-  if msgid == "NoPassphraseFailure" then
+  if parser_error then
+    kind = "usage"
+    message = "borg rejected the arguments: " .. message
+  elseif msgid == "NoPassphraseFailure" then
     kind = "prompt"
     message = "borg needs a passphrase and cannot ask for one: set BORG_PASSPHRASE"
       .. " or BORG_PASSCOMMAND in the instance's or the call's env"

@@ -19,10 +19,11 @@ local function is_archive(location)
 end
 
 -- Raise a decode error for output that is not the JSON borg promised.
-local function decode_error(ctx, what, detail)
+local function decode_error(ctx, state, what, detail)
   error(errors.new {
     kind = "decode",
     command = ctx.command,
+    rc = state.rc,
     message = string.format("borg's %s is not valid JSON: %s", what, detail),
     argv = ctx.argv,
   }, 0)
@@ -32,11 +33,12 @@ end
 local function decode_stdout(ctx, state)
   local text = state.stdout or ""
   if not text:find("%S") then
-    decode_error(ctx, "output", "borg exited with status 0 and wrote nothing")
+    decode_error(ctx, state, "output", string.format(
+      "borg exited with status %d and wrote nothing", state.rc))
   end
   local value, err = json.decode(text)
   if value == nil then
-    decode_error(ctx, "output", err)
+    decode_error(ctx, state, "output", err)
   end
   return value
 end

@@ -75,6 +75,46 @@ Instance.__index = function(inst, name)
   return nil
 end
 
+-- Check that every name in options is accepted by some command, so that
+-- a typo is reported even though options are dropped where a command
+-- does not accept them.
+local function check_option_names(options)
+  local known, all = { log_level = true, log_json = true }, {}
+  for _, command in ipairs(COMMAND_NAMES) do
+    for name in pairs(catalogue.commands[command].options) do
+      if not known[name] then
+        known[name] = true
+        all[#all + 1] = name
+      end
+    end
+  end
+  for name in pairs(options) do
+    if type(name) ~= "string" or not known[name] then
+      local guess = type(name) == "string" and errors.nearest(name, all)
+      errors.usage("new", "option '%s' in setting 'options' is not accepted by any"
+        .. " borg command%s", tostring(name),
+        guess and string.format(" (did you mean '%s'?)", guess) or "")
+    end
+  end
+end
+
+-- Check the option names in defaults[command] against the command.
+local function check_defaults(command, values)
+  local spec = catalogue.commands[command]
+  for name in pairs(values) do
+    if type(name) == "string" and not spec.options[name]
+        and name ~= "log_level" and name ~= "log_json" then
+      local names = {}
+      for option in pairs(spec.options) do
+        names[#names + 1] = option
+      end
+      local guess = errors.nearest(name, names)
+      errors.usage("new", "defaults.%s has unknown option '%s'%s", command, name,
+        guess and string.format(" (did you mean '%s'?)", guess) or "")
+    end
+  end
+end
+
 local function check_instance(config)
   if config == nil then
     return {}
@@ -108,6 +148,7 @@ local function check_instance(config)
     errors.usage("new", "log_level must be one of debug, info, warning, error,"
       .. " critical, got %s", describe_type(config.log_level))
   end
+  check_option_names(config.options or {})
   for command, values in pairs(config.defaults or {}) do
     if not IS_COMMAND[command] then
       local guess = errors.nearest(tostring(command), COMMAND_NAMES)
@@ -118,6 +159,7 @@ local function check_instance(config)
       errors.usage("new", "defaults.%s must be a table, got %s", command,
         describe_type(values))
     end
+    check_defaults(command, values)
   end
   return config
 end

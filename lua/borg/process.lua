@@ -76,7 +76,10 @@ local function handle_log(job, state, record)
   end
   if job.on_log then
     job.on_log(record)
-  elseif job.print_log then
+  elseif job.print_log and not (name == "py.warnings"
+      and tostring(record.message):find("GetPassWarning", 1, true)) then
+    -- Python warns that it cannot turn off echo when borg has no terminal;
+    -- the prompt error that follows says what went wrong.
     job.print_log(record)
   end
 end
@@ -137,20 +140,21 @@ local function pump(job, state, proc)
   end
 end
 
-local function spawn_error(job, name, message)
-  local program = job.argv[1]
+-- Raise the "spawn" error for a program that could not be started.
+function process.spawn_error(command, program, name, message, argv)
   local hint = ""
   if name == "ENOENT" then
-    hint = "; install borgbackup or give the path of the borg program"
+    hint = "; install borgbackup, or give the program's path as"
+      .. " borg.new{ borg = \"/path/to/borg\" }"
   elseif name == "EACCES" then
     hint = "; check that the file is an executable program"
   end
   error(errors.new {
     kind = "spawn",
-    command = job.command,
+    command = command,
     message = string.format("cannot run '%s': %s (%s)%s", program,
       message:gsub("^%u", string.lower), name, hint),
-    argv = job.masked_argv,
+    argv = argv,
   }, 0)
 end
 
@@ -173,7 +177,7 @@ function process.run(job)
     timeout = job.timeout,
   }
   if proc == nil then
-    spawn_error(job, errname, message)
+    process.spawn_error(job.command, job.argv[1], errname, message, job.masked_argv)
   end
   local state = {
     log = {}, warnings = {}, errors = {}, files = {}, list_lines = {},

@@ -3,6 +3,7 @@
 local core = require "borg.core"
 local env = require "borg.env"
 local errors = require "borg.errors"
+local process = require "borg.process"
 
 local versions = {} -- program -> version table, probed once per process
 
@@ -17,8 +18,7 @@ local function probe(program, vars)
     stdout = "whole", timeout = 60,
   }
   if proc == nil then
-    error(errors.new { kind = "spawn", command = "version",
-      message = string.format("cannot run '%s': %s (%s)", program, message, errname) }, 0)
+    process.spawn_error("version", program, errname, message, { program, "--version" })
   end
   local text, rc = "", nil
   repeat
