@@ -130,12 +130,15 @@ def emit(commands, version, out):
             fields = ["kind = %s" % lua_string(entry["kind"])]
             if "type" in entry:
                 fields.append("type = %s" % lua_string(entry["type"]))
+            line = "        %s = { %s },\n" % (option, ", ".join(fields))
             if "choices" in entry:
-                fields.append(
-                    "choices = { %s }"
-                    % ", ".join(lua_string(c) for c in entry["choices"])
+                choices = [lua_string(c) for c in entry["choices"]]
+                line = "        %s = { %s,\n          choices = {\n%s\n          } },\n" % (
+                    option,
+                    ", ".join(fields),
+                    "\n".join("            %s," % c for c in choices),
                 )
-            out.write("        %s = { %s },\n" % (option, ", ".join(fields)))
+            out.write(line)
         out.write("      },\n")
         out.write("    },\n")
     out.write("  },\n")

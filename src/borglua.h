@@ -45,7 +45,8 @@ BORGLUA_API int luaopen_borg(lua_State *L);
 BORGLUA_API int borglua_dofile(lua_State *L, const char *path);
 
 /* Load and run chunk, named chunkname in messages, like borglua_dofile. */
-BORGLUA_API int borglua_dostring(lua_State *L, const char *chunk, const char *chunkname);
+BORGLUA_API int borglua_dostring(lua_State *L, const char *chunk,
+                                 const char *chunkname);
 
 /* Close L: children still running are terminated and reaped first. */
 BORGLUA_API void borglua_close(lua_State *L);

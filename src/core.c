@@ -3,7 +3,8 @@
  *
  * Spawns programs with libuv, moves their bytes through pipes, splits
  * stdout and stderr into lines, enforces timeouts and forwards the host's
- * SIGINT and SIGTERM to the children. Nothing in it is specific to borg.
+ * SIGINT, SIGTERM and SIGHUP to the children. Nothing in it is specific to
+ * borg.
  *
  * Model: libuv callbacks never call Lua. They only append events (a line,
  * a chunk, the whole of stdout) to the process's queue; Lua pulls them
@@ -15,6 +16,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -38,6 +40,11 @@
 #define PAUSE_BYTES (4u << 20)
 #define RESUME_BYTES (1u << 20)
 #define DEFAULT_GRACE 5.0
+/* How long to keep reading after the child exited while something else
+ * (a grandchild in another session) still holds its pipes. */
+#define DRAIN_MS 1000
+/* Longest timer, about 31 years; longer timeouts mean no timeout. */
+#define MAX_TIMER_MS 1e12
 #define MAX_STDIO 64
 
 enum out_mode { OUT_WHOLE, OUT_LINES, OUT_CHUNKS, OUT_NULL };
@@ -76,6 +83,8 @@ typedef struct proc {
   int paused;
   int orphan;           /* the Lua userdata is gone */
   size_t max_line;
+  size_t max_stdout;    /* bytes kept of a whole stdout */
+  int in_shutdown;
   size_t queued;        /* bytes waiting in the event queue */
   double grace;
   event *head, *tail;
@@ -89,9 +98,9 @@ struct core_loop {
   uv_loop_t loop;
   proc *live;
   int nlive;
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
   int signals_on;
-  int watch_int, watch_term; /* 0 when the host started with it ignored */
+  int watch_int, watch_term, watch_hup; /* 0: inherited as ignored */
   int interrupted;
   int closed;
 };
@@ -241,19 +250,45 @@ static int finished(proc *p) {
 }
 
 
+static void finish_out(proc *p);
+static void finish_err(proc *p);
+
+
+/* Stop waiting for the pipes of a child that has exited. */
+static void on_drain_timer(uv_timer_t *t) {
+  proc *p = t->data;
+  finish_out(p);
+  finish_err(p);
+}
+
+
 static void on_exit(uv_process_t *h, int64_t status, int sig) {
   proc *p = h->data;
   p->exited = 1;
   p->exit_status = status;
   p->term_signal = sig;
   unlink_live(p);
-  close_handle((uv_handle_t *)&p->timer, &p->timer_open);
   close_handle((uv_handle_t *)&p->process, &p->process_open);
-  /* The leader is gone. Anything still holding our pipes is a stray
-   * member of its group, such as a daemonized grandchild, and it would
-   * keep the pipes open forever. */
-  if (p->out_open || p->err_open)
-    uv_kill(-p->pid, SIGKILL);
+  if (!p->out_open && !p->err_open) {
+    close_handle((uv_handle_t *)&p->timer, &p->timer_open);
+    return;
+  }
+  /* The leader is gone. Anything still holding our pipes is a stray: a
+   * member of its group, which gets SIGKILL, or a process in another
+   * session, which could keep the pipes open forever, so reading stops
+   * after a short time. */
+  uv_kill(-p->pid, SIGKILL);
+  uv_timer_stop(&p->timer);
+  uv_timer_start(&p->timer, on_drain_timer, DRAIN_MS, 0);
+}
+
+
+/* Return seconds as timer milliseconds, clamped to the timer's range. */
+static uint64_t timer_ms(double seconds) {
+  double ms = seconds * 1000;
+  if (!(ms > 0))
+    return 0;
+  return ms > MAX_TIMER_MS ? (uint64_t)MAX_TIMER_MS : (uint64_t)ms;
 }
 
 
@@ -267,7 +302,7 @@ static void on_timeout(uv_timer_t *t) {
   proc *p = t->data;
   p->timed_out = 1;
   kill_group(p, SIGTERM);
-  uv_timer_start(&p->timer, on_kill_timer, (uint64_t)(p->grace * 1000), 0);
+  uv_timer_start(&p->timer, on_kill_timer, timer_ms(p->grace), 0);
 }
 
 
@@ -295,12 +330,47 @@ static void pause_if_full(proc *p) {
 }
 
 
+/* Close the timer once the child has exited and both pipes are done. */
+static void maybe_done(proc *p) {
+  if (p->exited && !p->out_open && !p->err_open)
+    close_handle((uv_handle_t *)&p->timer, &p->timer_open);
+}
+
+
+/* Queue what remains of stdout and close its pipe. */
+static void finish_out(proc *p) {
+  if (!p->out_open)
+    return;
+  if (p->out_mode == OUT_WHOLE)
+    queue_event(p, EV_STDOUT, p->outbuf.data ? p->outbuf.data : "",
+                p->outbuf.len, p->outbuf.overflow);
+  else if (p->out_mode == OUT_LINES && p->outbuf.len > 0)
+    queue_event(p, EV_LINE, p->outbuf.data, p->outbuf.len, p->outbuf.overflow);
+  buffer_free(&p->outbuf);
+  close_handle((uv_handle_t *)&p->out, &p->out_open);
+  maybe_done(p);
+}
+
+
+/* Queue a last stderr line without newline and close its pipe. */
+static void finish_err(proc *p) {
+  if (!p->err_open)
+    return;
+  if (p->errbuf.len > 0)
+    queue_event(p, EV_STDERR, p->errbuf.data, p->errbuf.len,
+                p->errbuf.overflow);
+  buffer_free(&p->errbuf);
+  close_handle((uv_handle_t *)&p->err, &p->err_open);
+  maybe_done(p);
+}
+
+
 static void on_read_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   proc *p = s->data;
   if (n > 0) {
     switch (p->out_mode) {
     case OUT_WHOLE:
-      buffer_add(&p->outbuf, buf->base, (size_t)n, (size_t)-1);
+      buffer_add(&p->outbuf, buf->base, (size_t)n, p->max_stdout);
       break;
     case OUT_LINES:
       split_lines(p, &p->outbuf, EV_LINE, buf->base, (size_t)n);
@@ -311,14 +381,7 @@ static void on_read_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     }
     pause_if_full(p);
   } else if (n < 0) {
-    if (p->out_mode == OUT_WHOLE)
-      queue_event(p, EV_STDOUT, p->outbuf.data ? p->outbuf.data : "",
-                  p->outbuf.len, 0);
-    else if (p->out_mode == OUT_LINES && p->outbuf.len > 0)
-      queue_event(p, EV_LINE, p->outbuf.data, p->outbuf.len,
-                  p->outbuf.overflow);
-    buffer_free(&p->outbuf);
-    close_handle((uv_handle_t *)&p->out, &p->out_open);
+    finish_out(p);
   }
 }
 
@@ -329,11 +392,7 @@ static void on_read_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     split_lines(p, &p->errbuf, EV_STDERR, buf->base, (size_t)n);
     pause_if_full(p);
   } else if (n < 0) {
-    if (p->errbuf.len > 0)
-      queue_event(p, EV_STDERR, p->errbuf.data, p->errbuf.len,
-                  p->errbuf.overflow);
-    buffer_free(&p->errbuf);
-    close_handle((uv_handle_t *)&p->err, &p->err_open);
+    finish_err(p);
   }
 }
 
@@ -363,25 +422,29 @@ static void on_host_signal(uv_signal_t *h, int sig) {
     if (p->timer_open && !p->timed_out) {
       uv_timer_stop(&p->timer);
       uv_timer_start(&p->timer, on_kill_timer,
-                     (uint64_t)(p->grace * 1000), 0);
+                     timer_ms(p->grace), 0);
     }
   }
 }
 
 
-/* Catch SIGINT and SIGTERM only while children run, so that between calls
- * the signals keep their default effect on the host. A signal that the
- * host inherited as ignored (nohup, a background job) stays ignored. */
+/* Catch SIGINT, SIGTERM and SIGHUP only while children run, so that
+ * between calls the signals keep their default effect on the host. A
+ * signal that the host inherited as ignored (nohup, a background job)
+ * stays ignored. */
 static void update_signals(core_loop *cl) {
   if (cl->nlive > 0 && !cl->signals_on) {
     if (cl->watch_int)
       uv_signal_start(&cl->sigint, on_host_signal, SIGINT);
     if (cl->watch_term)
       uv_signal_start(&cl->sigterm, on_host_signal, SIGTERM);
+    if (cl->watch_hup)
+      uv_signal_start(&cl->sighup, on_host_signal, SIGHUP);
     cl->signals_on = 1;
   } else if (cl->nlive == 0 && cl->signals_on) {
     uv_signal_stop(&cl->sigint);
     uv_signal_stop(&cl->sigterm);
+    uv_signal_stop(&cl->sighup);
     cl->signals_on = 0;
   }
 }
@@ -435,7 +498,7 @@ static int loop_gc(lua_State *L) {
     if (p->timer_open) {
       uv_timer_stop(&p->timer);
       uv_timer_start(&p->timer, on_kill_timer,
-                     (uint64_t)(p->grace * 1000), 0);
+                     timer_ms(p->grace), 0);
     }
   }
   while (cl->live)
@@ -462,13 +525,16 @@ static core_loop *new_loop(lua_State *L) {
   memset(cl, 0, sizeof *cl);
   cl->watch_int = not_ignored(SIGINT);
   cl->watch_term = not_ignored(SIGTERM);
+  cl->watch_hup = not_ignored(SIGHUP);
   if (uv_loop_init(&cl->loop) != 0)
     luaL_error(L, "borg.core: cannot initialise the libuv loop");
   uv_signal_init(&cl->loop, &cl->sigint);
   uv_signal_init(&cl->loop, &cl->sigterm);
-  cl->sigint.data = cl->sigterm.data = cl;
+  uv_signal_init(&cl->loop, &cl->sighup);
+  cl->sigint.data = cl->sigterm.data = cl->sighup.data = cl;
   uv_unref((uv_handle_t *)&cl->sigint);
   uv_unref((uv_handle_t *)&cl->sigterm);
+  uv_unref((uv_handle_t *)&cl->sighup);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, loop_gc);
   lua_setfield(L, -2, "__gc");
@@ -482,15 +548,18 @@ static core_loop *new_loop(lua_State *L) {
 /* Allocate a NULL-terminated array of the strings in the sequence at index
  * idx, inside a Lua userdata so a later error cannot leak it. */
 static char **string_array(lua_State *L, int idx, const char *what) {
-  lua_Integer n = luaL_len(L, idx), i;
-  char **v = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), i;
+  char **v;
+  if (n > 65536)
+    luaL_error(L, "borg.core.spawn: %s has too many entries", what);
+  v = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
   for (i = 1; i <= n; i++) {
     size_t len;
     const char *s;
-    lua_geti(L, idx, i);
-    s = lua_tolstring(L, -1, &len);
-    if (s == NULL)
+    /* Strings only: a number converted here would not stay anchored. */
+    if (lua_rawgeti(L, idx, i) != LUA_TSTRING)
       luaL_error(L, "borg.core.spawn: %s[%d] is not a string", what, (int)i);
+    s = lua_tolstring(L, -1, &len);
     if (strlen(s) != len)
       luaL_error(L, "borg.core.spawn: %s[%d] contains a NUL byte", what,
                  (int)i);
@@ -499,6 +568,36 @@ static char **string_array(lua_State *L, int idx, const char *what) {
   }
   v[n] = NULL;
   return v;
+}
+
+
+/* Return the string at idx; raise when it contains a NUL byte. */
+static const char *checked_string(lua_State *L, int idx, const char *what) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  if (strlen(s) != len)
+    luaL_error(L, "borg.core.spawn: '%s' contains a NUL byte", what);
+  return s;
+}
+
+
+/* Set close-on-exec on every descriptor of the host from `from` up, so a
+ * child inherits only what its stdio plan gives it. Files that Lua code
+ * opened with io.open or io.popen are not opened close-on-exec. */
+static void mark_fds_cloexec(int from) {
+  DIR *dir = opendir("/proc/self/fd");
+  struct dirent *entry;
+  if (dir == NULL)
+    return;
+  while ((entry = readdir(dir)) != NULL) {
+    int fd = atoi(entry->d_name), flags;
+    if (fd < from || fd == dirfd(dir))
+      continue;
+    flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && !(flags & FD_CLOEXEC))
+      fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+  closedir(dir);
 }
 
 
@@ -585,16 +684,18 @@ static int core_spawn(lua_State *L) {
 
   if (field_type(L, 1, "file") != LUA_TSTRING)
     return luaL_error(L, "borg.core.spawn: 'file' must be a string");
-  opt.file = lua_tostring(L, -1);                      /* 2: file */
+  opt.file = checked_string(L, -1, "file");            /* 2: file */
   if (field_type(L, 1, "args") != LUA_TTABLE)          /* 3: args */
     return luaL_error(L, "borg.core.spawn: 'args' must be a table");
   opt.args = string_array(L, 3, "args");               /* 4 */
+  if (opt.args[0] == NULL)
+    return luaL_error(L, "borg.core.spawn: 'args' is empty");
   if (field_type(L, 1, "env") == LUA_TTABLE)           /* 5: env */
     opt.env = string_array(L, 5, "env");               /* 6 */
   else
     lua_pushnil(L);
   if (field_type(L, 1, "cwd") == LUA_TSTRING)          /* 7: cwd */
-    opt.cwd = lua_tostring(L, -1);
+    opt.cwd = checked_string(L, -1, "cwd");
   lua_getfield(L, 1, "stdin");                         /* 8: stdin */
   stdin_pipe = lua_isstring(L, -1) &&
                strcmp(lua_tostring(L, -1), "pipe") == 0;
@@ -614,8 +715,12 @@ static int core_spawn(lua_State *L) {
   p->max_line = 1u << 20;
   if (field_type(L, 1, "grace") == LUA_TNUMBER)        /* 12 */
     p->grace = lua_tonumber(L, -1);
-  if (field_type(L, 1, "max_line") == LUA_TNUMBER)     /* 13 */
-    p->max_line = (size_t)lua_tointeger(L, -1);
+  if (field_type(L, 1, "max_line") == LUA_TNUMBER && lua_tointeger(L, -1) > 0)
+    p->max_line = (size_t)lua_tointeger(L, -1);        /* 13 */
+  p->max_stdout = (size_t)-1;
+  if (field_type(L, 1, "max_stdout") == LUA_TNUMBER && lua_tointeger(L, -1) > 0)
+    p->max_stdout = (size_t)lua_tointeger(L, -1);      /* 14 */
+  lua_pop(L, 1);
   ud = lua_newuserdatauv(L, sizeof *ud, 0);            /* 14: process */
   *ud = p;
   luaL_setmetatable(L, PROC_MT);
@@ -646,6 +751,7 @@ static int core_spawn(lua_State *L) {
   if (lua_istable(L, 11))
     nread = setup_fds(L, stdio, &count, 11, readends);
 
+  mark_fds_cloexec(3);
   opt.stdio = stdio;
   opt.stdio_count = count;
   opt.exit_cb = on_exit;
@@ -689,8 +795,8 @@ static int core_spawn(lua_State *L) {
   else
     uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read_out);
   uv_read_start((uv_stream_t *)&p->err, on_alloc, on_read_err);
-  if (timeout > 0)
-    uv_timer_start(&p->timer, on_timeout, (uint64_t)(timeout * 1000), 0);
+  if (timer_ms(timeout) > 0)
+    uv_timer_start(&p->timer, on_timeout, timer_ms(timeout), 0);
 
   p->next = cl->live;
   if (cl->live)
@@ -722,14 +828,16 @@ static int pop_event(lua_State *L, proc *p) {
   event *e = p->head;
   if (e == NULL)
     return 0;
-  lua_pushstring(L, ev_names[e->type]);
-  lua_pushlstring(L, e->data, e->len);
-  lua_pushboolean(L, e->truncated);
+  /* Unlink first: a push may run the garbage collector, and a finalizer
+   * may read from this process again. */
   p->head = e->next;
   if (p->head == NULL)
     p->tail = NULL;
   p->queued -= e->len;
-  free(e);
+  lua_pushstring(L, ev_names[e->type]);
+  lua_pushlstring(L, e->data, e->len);
+  lua_pushboolean(L, e->truncated);
+  free(e); /* NOTE: leaked when a push above runs out of memory */
   resume_if_drained(p);
   return 3;
 }
@@ -825,9 +933,29 @@ static int proc_pending(lua_State *L) {
 }
 
 
-/* proc:close_stdin(): end of input for the child. */
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  proc *p = req->data;
+  (void)status;
+  free(req);
+  close_handle((uv_handle_t *)&p->in, &p->in_open);
+}
+
+
+/* proc:close_stdin(): end of input for the child, once the data queued
+ * by proc:write has been written. */
 static int proc_close_stdin(lua_State *L) {
   proc *p = check_proc(L);
+  uv_shutdown_t *req;
+  if (!p->in_open || p->in_shutdown)
+    return 0;
+  p->in_shutdown = 1;
+  req = malloc(sizeof *req);
+  if (req != NULL) {
+    req->data = p;
+    if (uv_shutdown(req, (uv_stream_t *)&p->in, on_shutdown) == 0)
+      return 0;
+    free(req);
+  }
   close_handle((uv_handle_t *)&p->in, &p->in_open);
   return 0;
 }
@@ -843,7 +971,7 @@ static int proc_kill(lua_State *L) {
     p->killed = 1;
     uv_timer_stop(&p->timer);
     uv_timer_start(&p->timer, on_kill_timer,
-                   (uint64_t)(p->grace * 1000), 0);
+                   timer_ms(p->grace), 0);
   }
   return 0;
 }
@@ -870,7 +998,7 @@ static int proc_gc(lua_State *L) {
     if (p->timer_open) {
       uv_timer_stop(&p->timer);
       uv_timer_start(&p->timer, on_kill_timer,
-                     (uint64_t)(p->grace * 1000), 0);
+                     timer_ms(p->grace), 0);
     }
   }
   close_handle((uv_handle_t *)&p->in, &p->in_open);

@@ -166,6 +166,22 @@ static int final_status(lua_State *L, int status) {
 }
 
 
+/* Make os.exit close the state unless told otherwise, so that borg
+ * children still running are terminated and reaped, releasing their
+ * repository locks, instead of being left behind. */
+static void close_on_exit(lua_State *L) {
+  static const char chunk[] =
+      "local exit = os.exit\n"
+      "os.exit = function(code, close)\n"
+      "  if close == nil then close = true end\n"
+      "  return exit(code, close)\n"
+      "end\n";
+  if (luaL_loadbuffer(L, chunk, sizeof chunk - 1, "=exit") == LUA_OK)
+    lua_pcall(L, 0, 0, 0);
+  lua_settop(L, 0);
+}
+
+
 int main(int argc, char **argv) {
   lua_State *L = borglua_newstate();
   int i, script = 0, interactive = 0, ran = 0, status = 0;
@@ -173,6 +189,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: cannot create the Lua state\n", PROGRAM);
     return 2;
   }
+  close_on_exit(L);
   for (i = 1; i < argc && script == 0; i++) {
     const char *a = argv[i];
     if (strcmp(a, "-e") == 0) {

@@ -133,6 +133,16 @@ describe("argument vector", function()
     assert.truthy(err.message:find("^borg's output line is not valid JSON: "))
   end)
 
+  it("raises a signal error without rc when borg is killed", function()
+    local inst = helpers.fake_instance(dir, { env = { FAKE_BORG_SIGNAL = "KILL" } })
+    local ok, err = pcall(inst.check, { "/r" })
+    assert.is_false(ok)
+    assert.are.equal("signal", err.kind)
+    assert.are.equal(9, err.signal)
+    assert.is_nil(err.rc)
+    assert.are.equal("borg was killed by SIGKILL", err.message)
+  end)
+
   it("reports the argv it ran in run.argv", function()
     local _, run = api.check { "/r" }
     assert.are.same({ helpers.fake_borg, "check", "--log-json", "--", "/r" }, run.argv)

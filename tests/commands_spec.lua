@@ -95,6 +95,22 @@ describe("on a new repository", function()
     assert.are.same({}, archive_names(api, repo))
   end)
 
+  it("create of \"-\" stores every byte given as stdin", function()
+    api.init { repo, encryption = "none" }
+    local data = {}
+    for i = 1, 200000 do
+      data[i] = string.char(i % 256)
+    end
+    data = table.concat(data):rep(10)
+    api.create({ repo .. "::stream", "-", stdin_name = "data.bin" }, { stdin = data })
+    local items = api.list { repo .. "::stream" }
+    assert.are.equal("data.bin", items[1].path)
+    assert.are.equal(#data, items[1].size)
+    local extracted = api.extract { repo .. "::stream", stdout = true }
+    assert.are.equal(#data, #extracted)
+    assert.is_true(extracted == data)
+  end)
+
   it("create backs up a path that starts with a dash", function()
     api.init { repo, encryption = "none" }
     helpers.write(dir .. "/-rf", "not an option\n")
@@ -315,6 +331,18 @@ describe("failures", function()
     assert.are.equal(2, err.rc)
     assert.are.equal("borg rejected the arguments: argument -C/--compression: invalid"
       .. " CompressionSpec value: '3'", err.message)
+  end)
+
+  it("a borg crash names the exception", function()
+    local repo = dir .. "/repo"
+    api.init { repo, encryption = "none" }
+    -- borg 1.2.4 crashes on a path argument that is not valid UTF-8
+    os.execute("touch " .. helpers.quote(dir .. "/caf\233"))
+    local ok, err = pcall(api.create, { repo .. "::a", dir .. "/caf\233" })
+    assert.is_false(ok)
+    assert.are.equal("borg", err.kind)
+    assert.are.equal("Exception", err.msgid)
+    assert.truthy(err.message:find("^borg crashed: .*surrogates not allowed"), err.message)
   end)
 
   it("a missing borg program raises a spawn error naming it", function()

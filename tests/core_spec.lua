@@ -110,6 +110,32 @@ describe("core.spawn", function()
     assert.are.equal("exit", (proc:read(true)))
   end)
 
+  it("writes all queued stdin before closing it", function()
+    local proc = assert(core.spawn { file = "/usr/bin/wc", args = { "wc", "-c" },
+                                     env = {}, stdin = "pipe", stdout = "whole" })
+    proc:write(string.rep("x", 5000000))
+    proc:close_stdin()
+    local kind, data = proc:read(true)
+    assert.are.equal("stdout", kind)
+    assert.are.equal("5000000\n", data)
+    assert.are.equal("exit", (proc:read(true)))
+  end)
+
+  it("keeps only max_stdout bytes of a whole stdout", function()
+    local out = run("head -c 5000 /dev/zero", { stdout = "whole", max_stdout = 1000 })
+    assert.are.equal(1000, #out.stdout)
+    assert.are.equal(0, out.status)
+  end)
+
+  it("gives the child none of the host's other descriptors", function()
+    local dir = helpers.tmpdir()
+    local file = assert(io.open(dir .. "/open-in-host", "w"))
+    local out = run("ls -l /proc/self/fd/", { stdout = "whole" })
+    file:close()
+    assert.falsy(out.stdout:find("open-in-host", 1, true), out.stdout)
+    helpers.rmdir(dir)
+  end)
+
   it("hands extra descriptors to the child, filled and closed", function()
     local out = run([[cat <&3; echo; cat <&3]], { stdout = "whole",
                                                   fds = { [3] = "s3cret" } })
@@ -150,6 +176,67 @@ describe("core.spawn", function()
     local stat = helpers.read("/proc/" .. grandchild .. "/stat")
     assert.is_true(stat == nil or stat:match("^%d+ %(.-%) (%a)") == "Z")
     helpers.rmdir(dir)
+  end)
+
+  it("stops reading pipes held by a grandchild in another session", function()
+    local dir = helpers.tmpdir()
+    local out = run("setsid sh -c 'echo $$ > " .. dir .. "/pid; sleep 30' & sleep 0.2;"
+      .. " echo done", { stdout = "whole", timeout = 20 })
+    assert.is_false(out.timed_out)
+    assert.are.equal("done\n", out.stdout)
+    local grandchild = helpers.read(dir .. "/pid"):gsub("%s", "")
+    -- still running: the host returned without waiting for it
+    assert.is_not_nil(helpers.read("/proc/" .. grandchild .. "/stat"))
+    os.execute("kill " .. grandchild)
+    helpers.rmdir(dir)
+  end)
+
+  it("treats a huge timeout as no timeout", function()
+    local out = run("echo ok", { stdout = "whole", timeout = math.huge, grace = math.huge })
+    assert.is_false(out.timed_out)
+    assert.are.equal("ok\n", out.stdout)
+  end)
+
+  it("rejects arguments that are not strings", function()
+    local ok, err = pcall(core.spawn, { file = "/bin/echo", args = { "echo", 5 } })
+    assert.is_false(ok)
+    assert.truthy(err:find("args[2] is not a string", 1, true))
+    ok, err = pcall(core.spawn, { file = "/bin/echo", args = {} })
+    assert.is_false(ok)
+    assert.truthy(err:find("'args' is empty", 1, true))
+    ok, err = pcall(core.spawn, { file = "/bin/echo", args = { "echo" }, cwd = "/\0x" })
+    assert.is_false(ok)
+    assert.truthy(err:find("'cwd' contains a NUL byte", 1, true))
+  end)
+
+  it("survives a finalizer that reads the same process", function()
+    local proc = assert(core.spawn { file = "/usr/bin/seq", args = { "seq", "1", "20000" },
+                                     env = {}, stdout = "lines" })
+    local reads = 0
+    local function arm()
+      setmetatable({}, { __gc = function()
+        reads = reads + 1
+        proc:read()
+        arm()
+      end })
+    end
+    collectgarbage("incremental", 1, 1000)
+    arm()
+    local lines = 0
+    while true do
+      local kind = proc:read(true)
+      if kind == "exit" then
+        break
+      end
+      lines = lines + 1
+      for _ = 1, 10 do
+        local garbage = {} -- luacheck: ignore
+      end
+    end
+    collectgarbage("incremental", 200, 100)
+    collectgarbage("collect")
+    assert.is_true(reads > 0)
+    assert.is_true(lines <= 20000)
   end)
 
   it("does not wait for a grandchild that keeps the pipes open", function()

@@ -72,6 +72,22 @@ describe("usage errors", function()
     { "a \"-\" path without stdin", function() api.create { "/r::a", "-" } end,
       "create", "positional argument 2 is \"-\", which reads data from stdin, but the run"
         .. " table has no 'stdin' (give it the data to send)" },
+    { "a \"--\" positional", function() api.create { "/r::a", "--", "-x" } end,
+      "create", "positional argument 2 is \"--\", which borg's parser drops; write"
+        .. " \"./--\" for a file of that name" },
+    { "paths_from_stdin without stdin",
+      function() api.create { "/r::a", paths_from_stdin = true } end,
+      "create", "option 'paths_from_stdin' reads the paths from stdin, but the run table"
+        .. " has no 'stdin' (give it the paths to back up)" },
+    { "import_tar of \"-\" without stdin", function() api.import_tar { "/r::a", "-" } end,
+      "import_tar", "positional argument 2 is \"-\", which reads data from stdin, but the"
+        .. " run table has no 'stdin' (give it the data to send)" },
+    { "a timeout that is not a number",
+      function() api.check({ "/r" }, { timeout = 0 / 0 }) end,
+      "check", "run option 'timeout' must be a positive number of seconds, got float "
+        .. tostring(0 / 0) },
+    { "a NUL byte in cwd", function() api.check({ "/r" }, { cwd = "/\0x" }) end,
+      "check", "run option 'cwd' contains a NUL byte" },
     { "an unknown run option",
       function() api.create({ "/r::a", "/s" }, { timout = 3 }) end,
       "create", "unknown run option 'timout' (did you mean 'timeout'?)" },
@@ -104,6 +120,13 @@ describe("usage errors", function()
     local err = usage_error(function() return api.craete end)
     assert.is_nil(err.command)
     assert.are.equal("unknown command 'craete' (did you mean 'create'?)", err.message)
+  end)
+
+  it("answers a huge unknown option name without a suggestion", function()
+    local name = string.rep("x", 100000)
+    local err = usage_error(api.rename, { "/r::a", "b", [name] = 1 })
+    assert.truthy(err.message:find("^unknown option 'xxxx"))
+    assert.falsy(err.message:find("did you mean", 1, true))
   end)
 
   it("lists the accepted options when no name is close", function()

@@ -59,6 +59,12 @@ local function positionals(command, args)
         .. " got %s", i, describe(value))
     end
     check_text(command, "positional argument " .. i, text)
+    if text == "--" then
+      -- Python's argparse drops a "--" even after the separator, so borg
+      -- would silently skip it.
+      errors.usage(command, "positional argument %d is \"--\", which borg's parser"
+        .. " drops; write \"./--\" for a file of that name", i)
+    end
     list[i] = text
   end
   return list

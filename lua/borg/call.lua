@@ -29,6 +29,9 @@ for _, name in ipairs(RUN_KEYS) do
   IS_RUN_KEY[name] = true
 end
 
+-- Bytes of stdout kept when a command's output is read whole.
+call.MAX_STDOUT = 256 * 1024 * 1024
+
 local state = { warned = false }
 
 -- Return true when some call of this process ended with borg's warning
@@ -59,13 +62,18 @@ local function check_run(command, run)
         describe_type(value))
     end
   end
-  if run.timeout ~= nil and (type(run.timeout) ~= "number" or run.timeout <= 0) then
+  local timeout = run.timeout
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout
+                         or timeout <= 0) then
     errors.usage(command, "run option 'timeout' must be a positive number of"
       .. " seconds, got %s", describe_type(run.timeout))
   end
   if run.cwd ~= nil and type(run.cwd) ~= "string" then
     errors.usage(command, "run option 'cwd' must be a string, got %s",
       describe_type(run.cwd))
+  end
+  if run.cwd ~= nil and run.cwd:find("\0", 1, true) then
+    errors.usage(command, "run option 'cwd' contains a NUL byte")
   end
   if run.cwd ~= nil then
     -- Opening "dir/." fails unless dir is a directory that exists.
@@ -150,6 +158,7 @@ local function prepare(inst, command, args, run)
   argv.build(command, spec, merged, {}, LIBRARY_KEYS)
 
   local ctx = { command = command, run = run, log_level = level,
+                max_stdout = call.MAX_STDOUT,
                 timeout = run.timeout, merged = merged,
                 definition = commands[command] or commands.generic }
   ctx.plan = ctx.definition.plan(merged, ctx)
@@ -206,6 +215,7 @@ local function job_for(ctx, items)
     stdin = run.stdin,
     timeout = run.timeout,
     stdout = plan.stdout,
+    max_stdout = ctx.max_stdout,
     on_line = line_decoder(ctx, items),
     on_log = run.on_log,
     on_file = run.on_file,
@@ -273,7 +283,8 @@ end
 local function judge(outcome, ctx)
   local interrupted = outcome.interrupted
   if interrupted then
-    fail({ kind = "signal", signal = interrupted, rc = outcome.rc,
+    fail({ kind = "signal", signal = interrupted,
+           rc = outcome.signal == 0 and outcome.rc or nil,
            message = string.format("interrupted by %s; borg was stopped",
              process.signal_name(interrupted)) }, outcome, ctx)
   end

@@ -29,8 +29,17 @@ local function decode_error(ctx, state, what, detail)
   }, 0)
 end
 
+-- Raise a decode error when borg wrote more on stdout than is kept.
+local function check_size(ctx, state)
+  if state.stdout_truncated then
+    decode_error(ctx, state, "output", "borg wrote more than the "
+      .. (ctx.max_stdout or 0) // (1024 * 1024) .. " MiB that are kept")
+  end
+end
+
 -- Decode borg's whole stdout as one JSON document.
 local function decode_stdout(ctx, state)
+  check_size(ctx, state)
   local text = state.stdout or ""
   if not text:find("%S") then
     decode_error(ctx, state, "output", string.format(
@@ -160,6 +169,9 @@ local function data_from_stdin(command, args, ctx, index)
   end
 end
 
+-- The positional of each command where "-" means "read from stdin".
+local STDIN_POSITIONAL = { import_tar = 2, key_import = 2 }
+
 commands.create = {
   plan = function(args, ctx)
     local plan = new_plan()
@@ -170,6 +182,10 @@ commands.create = {
     end
     for i = 2, #args do
       data_from_stdin("create", args, ctx, i)
+    end
+    if args.paths_from_stdin and ctx.run.stdin == nil then
+      errors.usage("create", "option 'paths_from_stdin' reads the paths from stdin, but"
+        .. " the run table has no 'stdin' (give it the paths to back up)")
     end
     if args.list then
       want(plan, "list")
@@ -304,10 +320,15 @@ end
 -- The result of commands without their own rules: borg's stdout as text
 -- when it wrote any, else nil.
 commands.generic = {
-  plan = function()
+  plan = function(args, ctx)
+    local index = STDIN_POSITIONAL[ctx.command]
+    if index then
+      data_from_stdin(ctx.command, args, ctx, index)
+    end
     return { outputs = {}, stdout = "whole" }
   end,
-  result = function(_, outcome)
+  result = function(_, outcome, ctx)
+    check_size(ctx, outcome)
     if outcome.stdout and outcome.stdout ~= "" then
       return outcome.stdout
     end

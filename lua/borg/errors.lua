@@ -92,14 +92,22 @@ end
 -- close enough to be a likely typo.
 function errors.nearest(name, candidates)
   local best, best_distance
+  local limit = math.max(2, #name // 3)
+  if #name > 64 then
+    return nil
+  end
   for _, candidate in ipairs(candidates) do
+    if math.abs(#candidate - #name) > limit then
+      goto continue
+    end
     local distance = errors.edit_distance(name, candidate)
     if best_distance == nil or distance < best_distance
         or (distance == best_distance and candidate < best) then
       best, best_distance = candidate, distance
     end
+    ::continue::
   end
-  if best and best_distance <= math.max(2, #name // 3) then
+  if best and best_distance <= limit then
     return best
   end
   return nil

@@ -129,7 +129,7 @@ local function pump(job, state, proc)
       job.on_line(data, extra)
     elseif kind == "stdout" then
       if job.stdout == "whole" then
-        state.stdout = data
+        state.stdout, state.stdout_truncated = data, extra
       else
         job.on_chunk(data)
       end
@@ -161,6 +161,7 @@ end
 -- Run job and return its outcome. job fields: command, argv (with the
 -- program first), masked_argv, env (list of "NAME=value"), cwd, timeout,
 -- stdin (a string written to borg's stdin, or nil for /dev/null),
+-- max_stdout (bytes of a whole stdout kept),
 -- stdout ("whole", "lines", "chunks" or "null"), fds, on_line,
 -- on_chunk, on_log, on_file, on_progress, print_log, capture_files,
 -- capture_list, capture_stats.
@@ -175,6 +176,7 @@ function process.run(job)
     stdout = job.stdout or "null",
     fds = job.fds,
     timeout = job.timeout,
+    max_stdout = job.max_stdout,
   }
   if proc == nil then
     process.spawn_error(job.command, job.argv[1], errname, message, job.masked_argv)
