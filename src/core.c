@@ -899,7 +899,8 @@ static int proc_write(lua_State *L) {
   write_req *w;
   uv_buf_t buf;
   int r;
-  if (!p->in_open || p->write_error) {
+  luaL_argcheck(L, len <= 0x40000000, 2, "more than 1 GiB in one write");
+  if (!p->in_open || p->in_shutdown || p->write_error) {
     lua_pushnil(L);
     lua_pushstring(L, p->write_error ? uv_err_name(p->write_error)
                                      : "EPIPE");

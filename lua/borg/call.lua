@@ -7,7 +7,6 @@
 local argv = require "borg.argv"
 local catalogue = require "borg.catalogue"
 local commands = require "borg.commands"
-local core = require "borg.core"
 local env = require "borg.env"
 local errors = require "borg.errors"
 local json = require "borg.json"
@@ -136,14 +135,7 @@ end
 -- Check the call and return its context: the merged arguments, the plan
 -- of its outputs, the argument vector and the environment. Runs nothing.
 local function prepare(inst, command, args, run)
-  local interrupted = core.interrupted()
-  if interrupted then
-    error(errors.new {
-      kind = "signal", command = command, signal = interrupted,
-      message = string.format("not started: the host was interrupted by %s and"
-        .. " runs no more borg commands", process.signal_name(interrupted)),
-    }, 0)
-  end
+  process.check_interrupted(command)
   if type(args) ~= "table" then
     errors.usage(command, "expected a table of arguments, got %s (call it as"
       .. " borg.%s{ ... })", args == nil and "no value" or describe_type(args),

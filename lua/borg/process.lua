@@ -140,6 +140,19 @@ local function pump(job, state, proc)
   end
 end
 
+-- Raise a "signal" error when a signal interrupted the host: after that,
+-- no borg command starts.
+function process.check_interrupted(command)
+  local interrupted = core.interrupted()
+  if interrupted then
+    error(errors.new {
+      kind = "signal", command = command, signal = interrupted,
+      message = string.format("not started: the host was interrupted by %s and"
+        .. " runs no more borg commands", process.signal_name(interrupted)),
+    }, 0)
+  end
+end
+
 -- Raise the "spawn" error for a program that could not be started.
 function process.spawn_error(command, program, name, message, argv)
   local hint = ""
@@ -187,7 +200,12 @@ function process.run(job)
     pid = proc:pid(),
   }
   if job.stdin then
-    proc:write(job.stdin)
+    -- NOTE: the whole string is queued at once; a streaming source that
+    -- waits for borg to read is not built yet.
+    local slice = 16 * 1024 * 1024
+    for offset = 1, #job.stdin, slice do
+      proc:write(job.stdin:sub(offset, offset + slice - 1))
+    end
     proc:close_stdin()
   end
   local ok, err = pcall(pump, job, state, proc)

@@ -13,6 +13,7 @@ local function probe(program, vars)
   if versions[program] then
     return versions[program]
   end
+  process.check_interrupted("version")
   local proc, errname, message = core.spawn {
     file = program, args = { program, "--version" }, env = env.list(vars or env.host()),
     stdout = "whole", timeout = 60,
