@@ -355,6 +355,16 @@ describe("failures", function()
       .. " borg.new{ borg = \"/path/to/borg\" }", err.message)
   end)
 
+  it("a borg program that is not executable raises a spawn error", function()
+    helpers.write(dir .. "/not-executable", "#!/bin/sh\n")
+    local broken = helpers.instance(dir, { borg = dir .. "/not-executable" })
+    local ok, err = pcall(broken.check, { dir .. "/repo" })
+    assert.is_false(ok)
+    assert.are.equal("spawn", err.kind)
+    assert.are.equal("cannot run '" .. dir .. "/not-executable': permission denied"
+      .. " (EACCES); check that the file is an executable program", err.message)
+  end)
+
   it("a borg program found on PATH by name runs", function()
     local named = helpers.instance(dir, { borg = "borg" })
     local ok, err = pcall(named.list, { dir .. "/missing" })
