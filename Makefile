@@ -92,7 +92,13 @@ $(BUILD)/borg.so: $(MODULE_OBJECTS) src/borg-module.map
 
 # The specs run inside borglua itself. SPECS=tests/core_spec.lua runs one
 # file.
+# A C host that embeds the library, run by tests/program_spec.lua.
+$(BUILD)/embed_signal: tests/embed_signal.c $(BUILD)/libborglua.a
+	$(CC) $(ALL_CFLAGS) -o $@ tests/embed_signal.c $(BUILD)/libborglua.a \
+	  $(LIBS) -lm $(LDFLAGS)
+
 test: all
+	@$(MAKE) --no-print-directory $(BUILD)/embed_signal
 	BORGLUA=$(CURDIR)/$(BUILD)/borglua BORGLUA_TOP=$(CURDIR) \
 	  BORG_PYTHON=$(BORG_PYTHON) $(BUILD)/borglua tests/busted.lua $(SPECS)
 

@@ -85,6 +85,9 @@ def describe(parser):
             entry = {"kind": option_kind(action)}
             if entry["kind"] != "flag":
                 entry["type"] = value_type(action)
+                # An optional value (nargs "?"): the bare option is valid too.
+                if action.nargs == "?":
+                    entry["bare"] = True
                 if action.choices:
                     entry["choices"] = [str(c) for c in action.choices]
             options[name] = entry
@@ -130,6 +133,8 @@ def emit(commands, version, out):
             fields = ["kind = %s" % lua_string(entry["kind"])]
             if "type" in entry:
                 fields.append("type = %s" % lua_string(entry["type"]))
+            if entry.get("bare"):
+                fields.append("bare = true")
             line = "        %s = { %s },\n" % (option, ", ".join(fields))
             if "choices" in entry:
                 choices = [lua_string(c) for c in entry["choices"]]

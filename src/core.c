@@ -85,6 +85,7 @@ typedef struct proc {
   size_t max_line;
   size_t max_stdout;    /* bytes kept of a whole stdout */
   int in_shutdown;
+  int stdin_pipe;       /* stdin is a pipe from the host */
   size_t queued;        /* bytes waiting in the event queue */
   double grace;
   event *head, *tail;
@@ -94,13 +95,20 @@ typedef struct proc {
   int write_error;
 } proc;
 
+/* The host's signals that a running borg call forwards to its children. */
+static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP};
+#define NFORWARDED 3
+
 struct core_loop {
   uv_loop_t loop;
   proc *live;
   int nlive;
-  uv_signal_t sigint, sigterm, sighup;
+  uv_signal_t watchers[NFORWARDED];
+  struct sigaction saved[NFORWARDED]; /* dispositions before the call */
+  int watching[NFORWARDED];
   int signals_on;
-  int watch_int, watch_term, watch_hup; /* 0: inherited as ignored */
+  int stdin_pipes;             /* children whose stdin is our pipe */
+  struct sigaction saved_pipe; /* SIGPIPE before the first of them */
   int interrupted;
   int closed;
 };
@@ -194,7 +202,24 @@ static void split_lines(proc *p, buffer *b, int type, const char *s,
 
 /* ---- process life ------------------------------------------------------ */
 
-static void update_signals(core_loop *cl);
+/* While the host feeds a child's stdin, a child that exits early must
+ * not kill the host with SIGPIPE: the write fails with EPIPE instead.
+ * The host's own disposition is restored when no such pipe is left, so
+ * `borglua script | head` still ends when head does. */
+static void hold_sigpipe(core_loop *cl) {
+  struct sigaction ignore;
+  if (cl->stdin_pipes++ > 0)
+    return;
+  memset(&ignore, 0, sizeof ignore);
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &ignore, &cl->saved_pipe);
+}
+
+
+static void release_sigpipe(core_loop *cl) {
+  if (--cl->stdin_pipes == 0)
+    sigaction(SIGPIPE, &cl->saved_pipe, NULL);
+}
 
 
 static void maybe_free(proc *p) {
@@ -211,6 +236,8 @@ static void maybe_free(proc *p) {
 
 static void on_close(uv_handle_t *h) {
   proc *p = h->data;
+  if (h == (uv_handle_t *)&p->in && p->stdin_pipe)
+    release_sigpipe(p->cl);
   p->open_handles--;
   maybe_free(p);
 }
@@ -234,7 +261,6 @@ static void unlink_live(proc *p) {
     p->next->prev = p->prev;
   p->prev = p->next = NULL;
   cl->nlive--;
-  update_signals(cl);
 }
 
 
@@ -257,6 +283,12 @@ static void finish_err(proc *p);
 /* Stop waiting for the pipes of a child that has exited. */
 static void on_drain_timer(uv_timer_t *t) {
   proc *p = t->data;
+  if (p->paused) {
+    /* Lua has not read the queue yet and the pipes may still hold data,
+     * so the clock starts again once reading resumes. */
+    uv_timer_start(&p->timer, on_drain_timer, DRAIN_MS, 0);
+    return;
+  }
   finish_out(p);
   finish_err(p);
 }
@@ -288,6 +320,8 @@ static uint64_t timer_ms(double seconds) {
   double ms = seconds * 1000;
   if (!(ms > 0))
     return 0;
+  if (ms < 1)
+    return 1; /* 0 would mean no timer at all */
   return ms > MAX_TIMER_MS ? (uint64_t)MAX_TIMER_MS : (uint64_t)ms;
 }
 
@@ -428,25 +462,44 @@ static void on_host_signal(uv_signal_t *h, int sig) {
 }
 
 
-/* Catch SIGINT, SIGTERM and SIGHUP only while children run, so that
- * between calls the signals keep their default effect on the host. A
- * signal that the host inherited as ignored (nohup, a background job)
- * stays ignored. */
-static void update_signals(core_loop *cl) {
-  if (cl->nlive > 0 && !cl->signals_on) {
-    if (cl->watch_int)
-      uv_signal_start(&cl->sigint, on_host_signal, SIGINT);
-    if (cl->watch_term)
-      uv_signal_start(&cl->sigterm, on_host_signal, SIGTERM);
-    if (cl->watch_hup)
-      uv_signal_start(&cl->sighup, on_host_signal, SIGHUP);
-    cl->signals_on = 1;
-  } else if (cl->nlive == 0 && cl->signals_on) {
-    uv_signal_stop(&cl->sigint);
-    uv_signal_stop(&cl->sigterm);
-    uv_signal_stop(&cl->sighup);
-    cl->signals_on = 0;
+/* Catch SIGINT, SIGTERM and SIGHUP while children run. A signal that the
+ * host ignores (nohup, a background job) stays ignored, and the host's
+ * own handlers are saved so that stop_signals can put them back. */
+static void start_signals(core_loop *cl) {
+  int i;
+  if (cl->signals_on)
+    return;
+  for (i = 0; i < NFORWARDED; i++) {
+    struct sigaction sa;
+    cl->watching[i] = 0;
+    if (sigaction(forwarded[i], NULL, &sa) != 0 || sa.sa_handler == SIG_IGN)
+      continue;
+    cl->saved[i] = sa;
+    if (uv_signal_start(&cl->watchers[i], on_host_signal, forwarded[i]) == 0)
+      cl->watching[i] = 1;
   }
+  cl->signals_on = 1;
+}
+
+
+/* Give the signals back to the host once no child runs. A signal caught
+ * just before the last child exited is still waiting in libuv's queue,
+ * so the loop runs once first to deliver it rather than drop it. */
+static void stop_signals(core_loop *cl) {
+  int i;
+  if (!cl->signals_on || cl->nlive > 0)
+    return;
+  uv_run(&cl->loop, UV_RUN_NOWAIT);
+  if (cl->nlive > 0)
+    return;
+  for (i = 0; i < NFORWARDED; i++) {
+    if (!cl->watching[i])
+      continue;
+    uv_signal_stop(&cl->watchers[i]);
+    sigaction(forwarded[i], &cl->saved[i], NULL);
+    cl->watching[i] = 0;
+  }
+  cl->signals_on = 0;
 }
 
 
@@ -503,6 +556,7 @@ static int loop_gc(lua_State *L) {
   }
   while (cl->live)
     uv_run(&cl->loop, UV_RUN_ONCE);
+  stop_signals(cl);
   /* Pipes of children that exited while nobody read them may still be
    * open; close every remaining handle so the loop can end. */
   uv_walk(&cl->loop, close_any, cl);
@@ -513,28 +567,17 @@ static int loop_gc(lua_State *L) {
 }
 
 
-/* Return 1 unless the host ignores sig. */
-static int not_ignored(int sig) {
-  struct sigaction sa;
-  return sigaction(sig, NULL, &sa) != 0 || sa.sa_handler != SIG_IGN;
-}
-
-
 static core_loop *new_loop(lua_State *L) {
+  int i;
   core_loop *cl = lua_newuserdatauv(L, sizeof *cl, 0);
   memset(cl, 0, sizeof *cl);
-  cl->watch_int = not_ignored(SIGINT);
-  cl->watch_term = not_ignored(SIGTERM);
-  cl->watch_hup = not_ignored(SIGHUP);
   if (uv_loop_init(&cl->loop) != 0)
     luaL_error(L, "borg.core: cannot initialise the libuv loop");
-  uv_signal_init(&cl->loop, &cl->sigint);
-  uv_signal_init(&cl->loop, &cl->sigterm);
-  uv_signal_init(&cl->loop, &cl->sighup);
-  cl->sigint.data = cl->sigterm.data = cl->sighup.data = cl;
-  uv_unref((uv_handle_t *)&cl->sigint);
-  uv_unref((uv_handle_t *)&cl->sigterm);
-  uv_unref((uv_handle_t *)&cl->sighup);
+  for (i = 0; i < NFORWARDED; i++) {
+    uv_signal_init(&cl->loop, &cl->watchers[i]);
+    cl->watchers[i].data = cl;
+    uv_unref((uv_handle_t *)&cl->watchers[i]);
+  }
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, loop_gc);
   lua_setfield(L, -2, "__gc");
@@ -581,23 +624,52 @@ static const char *checked_string(lua_State *L, int idx, const char *what) {
 }
 
 
-/* Set close-on-exec on every descriptor of the host from `from` up, so a
- * child inherits only what its stdio plan gives it. Files that Lua code
- * opened with io.open or io.popen are not opened close-on-exec. */
-static void mark_fds_cloexec(int from) {
+/* Set close-on-exec on every descriptor of the host from 3 up that lacks
+ * it, so a child inherits only what its stdio plan gives it: files that
+ * Lua code opened with io.open or io.popen are not close-on-exec. Returns
+ * the descriptors it changed (a malloc'd array ended by -1, or NULL), for
+ * restore_fds to undo after the spawn. */
+static int *hide_fds(void) {
   DIR *dir = opendir("/proc/self/fd");
   struct dirent *entry;
+  int *changed = NULL, n = 0, cap = 0;
   if (dir == NULL)
-    return;
+    return NULL;
   while ((entry = readdir(dir)) != NULL) {
     int fd = atoi(entry->d_name), flags;
-    if (fd < from || fd == dirfd(dir))
+    if (fd < 3 || fd == dirfd(dir))
       continue;
     flags = fcntl(fd, F_GETFD);
-    if (flags >= 0 && !(flags & FD_CLOEXEC))
-      fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    if (flags < 0 || (flags & FD_CLOEXEC))
+      continue;
+    if (n + 1 >= cap) {
+      int *grown = realloc(changed, sizeof(int) * (size_t)(cap ? cap * 2 : 16));
+      if (grown == NULL)
+        break;
+      changed = grown;
+      cap = cap ? cap * 2 : 16;
+    }
+    if (fcntl(fd, F_SETFD, flags | FD_CLOEXEC) == 0)
+      changed[n++] = fd;
   }
   closedir(dir);
+  if (changed != NULL)
+    changed[n] = -1;
+  return changed;
+}
+
+
+/* Clear close-on-exec again on the descriptors hide_fds changed. */
+static void restore_fds(int *changed) {
+  int i;
+  if (changed == NULL)
+    return;
+  for (i = 0; changed[i] >= 0; i++) {
+    int flags = fcntl(changed[i], F_GETFD);
+    if (flags >= 0)
+      fcntl(changed[i], F_SETFD, flags & ~FD_CLOEXEC);
+  }
+  free(changed);
 }
 
 
@@ -751,7 +823,6 @@ static int core_spawn(lua_State *L) {
   if (lua_istable(L, 11))
     nread = setup_fds(L, stdio, &count, 11, readends);
 
-  mark_fds_cloexec(3);
   opt.stdio = stdio;
   opt.stdio_count = count;
   opt.exit_cb = on_exit;
@@ -763,7 +834,9 @@ static int core_spawn(lua_State *L) {
       close(readends[i]);
     r = UV_EMFILE;
   } else {
+    int *hidden = hide_fds();
     r = uv_spawn(&cl->loop, &p->process, &opt);
+    restore_fds(hidden);
   }
   for (i = 0; i < nread; i++)
     close(readends[i]);
@@ -788,8 +861,12 @@ static int core_spawn(lua_State *L) {
   p->open_handles++; /* the process handle */
   p->process_open = 1;
   p->pid = p->process.pid;
-  if (!stdin_pipe)
+  if (stdin_pipe) {
+    p->stdin_pipe = 1;
+    hold_sigpipe(cl);
+  } else {
     close_handle((uv_handle_t *)&p->in, &p->in_open);
+  }
   if (p->out_mode == OUT_NULL)
     close_handle((uv_handle_t *)&p->out, &p->out_open);
   else
@@ -803,7 +880,7 @@ static int core_spawn(lua_State *L) {
     cl->live->prev = p;
   cl->live = p;
   cl->nlive++;
-  update_signals(cl);
+  start_signals(cl);
   lua_pushvalue(L, 14);
   return 1;
 }
@@ -863,8 +940,10 @@ static int proc_read(lua_State *L) {
     int n = pop_event(L, p);
     if (n)
       return n;
-    if (finished(p))
+    if (finished(p)) {
+      stop_signals(p->cl);
       return push_exit(L, p);
+    }
     if (!block)
       return 0;
     uv_run(&p->cl->loop, UV_RUN_ONCE);
@@ -1094,19 +1173,25 @@ static const luaL_Reg core_functions[] = {
 };
 
 
+/* Open /dev/null on any of descriptors 0-2 that the host started without:
+ * libuv would otherwise take such a number for its own descriptors, and
+ * it aborts when it closes a descriptor below 3. open() returns the
+ * lowest free number, which is fd itself since all lower ones are open. */
+static void open_std_fds(void) {
+  int fd;
+  for (fd = 0; fd <= 2; fd++)
+    if (fcntl(fd, F_GETFD) == -1 && errno == EBADF &&
+        open("/dev/null", O_RDWR) < 0)
+      return;
+}
+
+
 int borglua__open_core(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
   if (lua_isnil(L, -1)) {
-    struct sigaction sa;
+    open_std_fds();
     new_loop(L);
     lua_setfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
-    /* A child that exits while we feed its stdin must not kill the host
-     * with SIGPIPE; the write then fails with EPIPE instead. Only a
-     * default disposition is changed, and children get theirs reset. */
-    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
-      sa.sa_handler = SIG_IGN;
-      sigaction(SIGPIPE, &sa, NULL);
-    }
   }
   lua_pop(L, 1);
 

@@ -143,6 +143,58 @@ describe("argument vector", function()
     assert.are.equal("borg was killed by SIGKILL", err.message)
   end)
 
+  it("passes an optional-value option bare for true", function()
+    api.recreate { "/r::a", recompress = true }
+    assert.are.same({ "recreate", "--log-json", "--recompress", "--", "/r::a" },
+      recorded())
+    api.recreate { "/r::a", recompress = "always" }
+    assert.are.same({ "recreate", "--log-json", "--recompress=always", "--", "/r::a" },
+      recorded())
+  end)
+
+  it("hands every log record to on_log, errors included", function()
+    local inst = helpers.fake_instance(dir, { env = {
+      FAKE_BORG_EXIT = "2",
+      FAKE_BORG_STDERR = '{"type": "log_message", "levelname": "ERROR", "name": "x",'
+        .. ' "message": "Data integrity error: checksum mismatch"}',
+    } })
+    local seen = {}
+    local ok, err = pcall(inst.check, { "/r" }, { on_log = function(record)
+      seen[#seen + 1] = record.levelname .. " " .. record.message
+    end })
+    assert.is_false(ok)
+    assert.are.same({ "ERROR Data integrity error: checksum mismatch" }, seen)
+    assert.are.equal("data integrity error: checksum mismatch", err.message)
+  end)
+
+  it("raises when stdout passes the size kept in memory", function()
+    local call = require "borg.call"
+    local saved = call.MAX_STDOUT
+    call.MAX_STDOUT = 10
+    local inst = helpers.fake_instance(dir, { env = { FAKE_BORG_STDOUT = "0123456789ab" } })
+    local ok, err = pcall(inst.break_lock, { "/r" })
+    call.MAX_STDOUT = saved
+    assert.is_false(ok)
+    assert.are.equal("decode", err.kind)
+    assert.are.equal("borg wrote more than 10 B on stdout, the most borglua keeps in"
+      .. " memory", err.message)
+  end)
+
+  it("leaves the host's descriptors as they were", function()
+    local file = assert(io.open(dir .. "/kept-open", "w"))
+    local pid = helpers.shell("echo $PPID"):gsub("%s", "")
+    local fd = helpers.shell("ls -l /proc/" .. pid .. "/fd | grep kept-open"
+      .. " | sed 's/.* \\([0-9]*\\) -> .*/\\1/'"):gsub("%s", "")
+    local function flags()
+      return helpers.read("/proc/" .. pid .. "/fdinfo/" .. fd):match("flags:%s*(%d+)")
+    end
+    local before = flags()
+    api.check { "/r" }
+    local after = flags()
+    file:close()
+    assert.are.equal(before, after)
+  end)
+
   it("reports the argv it ran in run.argv", function()
     local _, run = api.check { "/r" }
     assert.are.same({ helpers.fake_borg, "check", "--log-json", "--", "/r" }, run.argv)

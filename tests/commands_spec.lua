@@ -296,6 +296,13 @@ describe("failures", function()
     helpers.rmdir(dir)
   end)
 
+  it("keeps borg's msgid at log level critical", function()
+    local ok, err = pcall(api.list, { dir .. "/missing", log_level = "critical" })
+    assert.is_false(ok)
+    assert.are.equal("Repository.DoesNotExist", err.msgid)
+    assert.are.equal("--error", err.argv[4])
+  end)
+
   it("a repository that does not exist raises a borg error", function()
     local ok, err = pcall(api.list, { dir .. "/missing" })
     assert.is_false(ok)

@@ -191,6 +191,37 @@ describe("core.spawn", function()
     helpers.rmdir(dir)
   end)
 
+  it("keeps a timeout below a millisecond", function()
+    local out = run("sleep 5", { timeout = 0.0005 })
+    assert.is_true(out.timed_out)
+  end)
+
+  it("reads to the end a pipe it paused after the child exited", function()
+    -- More than the 4 MiB that pause reading, then, once reading has
+    -- paused, 30 KB that wait in the pipe while the child exits.
+    local line = string.rep("x", 99)
+    local proc = assert(core.spawn {
+      file = "/bin/sh", env = { "PATH=/usr/bin:/bin" }, stdout = "lines",
+      args = { "sh", "-c", "yes " .. line .. " | head -n 42400; sleep 0.3;"
+        .. " yes " .. line .. " | head -n 300" },
+    })
+    -- Run the loop for longer than the drain period without reading.
+    local sleeper = assert(core.spawn { file = "/bin/sleep", args = { "sleep", "2" },
+                                        env = {} })
+    repeat
+      local kind = sleeper:read(true)
+    until kind == "exit"
+    local lines = 0
+    while true do
+      local kind = proc:read(true)
+      if kind == "exit" then
+        break
+      end
+      lines = lines + 1
+    end
+    assert.are.equal(42700, lines)
+  end)
+
   it("treats a huge timeout as no timeout", function()
     local out = run("echo ok", { stdout = "whole", timeout = math.huge, grace = math.huge })
     assert.is_false(out.timed_out)

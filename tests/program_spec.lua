@@ -142,6 +142,67 @@ describe("the borglua program", function()
     assert.are.equal("chunk\n> 2\n> \n", output)
   end)
 
+  it("ends when the reader of its stdout goes away", function()
+    local output = helpers.shell("(timeout 10 " .. q(helpers.borglua)
+      .. " -e 'while true do print(\"line\") end'; echo \"status $?\" >&2)"
+      .. " 2>&1 >/dev/null | head -c 0; true")
+    assert.are.equal("", output)
+    output = helpers.shell("((timeout 10 " .. q(helpers.borglua)
+      .. " -e 'while true do print(\"line\") end'; echo \"status $?\" >&3) | head -n 1)"
+      .. " 3>&1")
+    -- 141 is death by SIGPIPE; 124 would mean the timeout had to stop it
+    assert.are.equal("line\nstatus 141\n", output)
+  end)
+
+  it("works with stdin, stdout and stderr closed", function()
+    local script = "borg.new{ borg = " .. string.format("%q", helpers.fake_borg)
+      .. " }.check{ '/r' }; io.open(" .. string.format("%q", dir .. "/done")
+      .. ", 'w'):close()"
+    local _, status = helpers.shell(q(helpers.borglua) .. " -e " .. q(script)
+      .. " <&- >&- 2>&-")
+    assert.are.equal(0, status)
+    assert.is_not_nil(helpers.read(dir .. "/done"))
+  end)
+
+  it("keeps a signal that arrives as borg exits", function()
+    local record = '{"type": "log_message", "levelname": "WARNING", "name": "x",'
+      .. ' "message": "slow"}'
+    helpers.write(dir .. "/policy.lua", [[
+      local api = borg.new{ borg = ]] .. string.format("%q", helpers.fake_borg) .. [[ }
+      api.check({ "/r" }, { on_log = function()
+        io.open("]] .. dir .. [[/busy", "w"):close()
+        local start = os.time()
+        while os.time() - start < 2 do end
+      end })
+      print("not reached")
+    ]])
+    local output = helpers.shell("cd " .. q(dir) .. " && (FAKE_BORG_STDERR=" .. q(record)
+      .. " " .. q(helpers.borglua) .. " policy.lua 2>&1 & host=$!; for i in $(seq 50);"
+      .. " do [ -e busy ] && break; sleep 0.1; done; sleep 0.3; kill -TERM $host;"
+      .. " wait $host; echo \"status $?\")")
+    assert.falsy(output:find("not reached", 1, true), output)
+    assert.truthy(output:find("interrupted by SIGTERM", 1, true), output)
+    assert.truthy(output:find("status 143\n$"), output)
+  end)
+
+  it("does not print Python's GetPassWarning before a prompt error", function()
+    local env = "BORG_BASE_DIR=" .. q(dir .. "/base") .. " BORG_REPO="
+    helpers.shell(env .. " BORG_PASSPHRASE=pw borg init -e repokey " .. q(dir .. "/repo")
+      .. " 2>/dev/null")
+    local output, status = borglua("-e " .. q("borg.list{ '" .. dir .. "/repo' }"),
+      "env -u BORG_PASSPHRASE -u BORG_PASSCOMMAND " .. env)
+    assert.are.equal(2, status)
+    assert.falsy(output:find("GetPassWarning", 1, true), output)
+    assert.truthy(output:find("NoPassphraseFailure", 1, true), output)
+  end)
+
+  it("gives an embedding C host its SIGINT handler back", function()
+    local output, status = helpers.shell(q(helpers.top .. "/build/embed_signal") .. " "
+      .. q(helpers.fake_borg) .. " 2>&1")
+    assert.are.equal(0, status, output)
+    assert.are.equal("embed_signal: the host's SIGINT handler ran\n", output)
+  end)
+
   it("exits with 143 on SIGTERM and leaves no child behind", function()
     local script = "borg.new{ borg = " .. string.format("%q", helpers.top
       .. "/tests/bin/hang-borg") .. " }.check{ '/r' }"

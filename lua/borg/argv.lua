@@ -130,6 +130,10 @@ local function add_option(list, command, name, option, value)
   if value == false then
     return
   end
+  if value == true and option.bare then
+    list[#list + 1] = flag
+    return
+  end
   if option.kind == "repeatable" and type(value) == "table"
       and getmetatable(value) == nil then
     local n = #value

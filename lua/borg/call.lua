@@ -154,9 +154,12 @@ local function prepare(inst, command, args, run)
                 timeout = run.timeout, merged = merged,
                 definition = commands[command] or commands.generic }
   ctx.plan = ctx.definition.plan(merged, ctx)
+  -- At --critical borg would hide the ERROR record that carries the
+  -- msgid of a failure, so borg runs at --error and the host hides what
+  -- is below the requested level.
   local extra = { "--log-json" }
   if level ~= "warning" then
-    extra[2] = "--" .. level
+    extra[2] = "--" .. (level == "critical" and "error" or level)
   end
   local words = argv.build(command, spec, merged, extra, LIBRARY_KEYS)
   ctx.argv = { inst.program }
@@ -167,8 +170,11 @@ end
 
 -- Print one of borg's log records on the host's stderr, as a JSON line
 -- when as_json is true.
-local function printer(command, as_json)
+local function printer(command, as_json, level)
   return function(record)
+    if level == "critical" and record.levelname ~= "CRITICAL" then
+      return
+    end
     if as_json then
       io.stderr:write(json.encode(record), "\n")
     else
@@ -212,7 +218,8 @@ local function job_for(ctx, items)
     on_log = run.on_log,
     on_file = run.on_file,
     on_progress = run.on_progress,
-    print_log = not plan.quiet and printer(ctx.command, ctx.merged.log_json == true)
+    print_log = not plan.quiet
+      and printer(ctx.command, ctx.merged.log_json == true, ctx.log_level)
       or nil,
     capture_files = plan.capture_files,
     capture_list = plan.capture_list,

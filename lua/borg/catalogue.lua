@@ -1302,7 +1302,7 @@ return {
         pattern = { kind = "repeatable", type = "string" },
         patterns_from = { kind = "repeatable", type = "string" },
         progress = { kind = "flag" },
-        recompress = { kind = "value", type = "string",
+        recompress = { kind = "value", type = "string", bare = true,
           choices = {
             "never",
             "if-different",

@@ -9,6 +9,7 @@
 -- bare, several as a table keyed by output name, none as nil.
 
 local errors = require "borg.errors"
+local format = require "borg.format"
 local json = require "borg.json"
 
 local commands = {}
@@ -32,8 +33,14 @@ end
 -- Raise a decode error when borg wrote more on stdout than is kept.
 local function check_size(ctx, state)
   if state.stdout_truncated then
-    decode_error(ctx, state, "output", "borg wrote more than the "
-      .. (ctx.max_stdout or 0) // (1024 * 1024) .. " MiB that are kept")
+    error(errors.new {
+      kind = "decode",
+      command = ctx.command,
+      rc = state.rc,
+      message = string.format("borg wrote more than %s on stdout, the most"
+        .. " borglua keeps in memory", format.size(ctx.max_stdout)),
+      argv = ctx.argv,
+    }, 0)
   end
 end
 

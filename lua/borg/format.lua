@@ -6,7 +6,7 @@ local UNITS = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" }
 
 -- Return bytes as text with binary units, such as "31.2 MiB" or "512 B".
 function format.size(bytes)
-  if type(bytes) ~= "number" then
+  if type(bytes) ~= "number" or bytes ~= bytes or math.abs(bytes) == math.huge then
     return "?"
   end
   local value, unit = math.abs(bytes), 1
@@ -15,21 +15,21 @@ function format.size(bytes)
   end
   local sign = bytes < 0 and "-" or ""
   if unit == 1 then
-    return string.format("%s%d B", sign, math.tointeger(value) or value)
+    return string.format("%s%.0f B", sign, value)
   end
   return string.format("%s%.1f %s", sign, value, UNITS[unit])
 end
 
 -- Return seconds as text, such as "4.1 s" or "2 min 5 s".
 function format.duration(seconds)
-  if type(seconds) ~= "number" then
+  if type(seconds) ~= "number" or seconds ~= seconds or math.abs(seconds) == math.huge then
     return "?"
   end
   if seconds < 60 then
     return string.format("%.1f s", seconds)
   end
-  local minutes = math.floor(seconds / 60)
-  return string.format("%d min %d s", minutes, math.floor(seconds - minutes * 60))
+  local minutes = seconds // 60.0
+  return string.format("%.0f min %.0f s", minutes, (seconds - minutes * 60) // 1)
 end
 
 return format

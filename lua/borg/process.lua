@@ -51,6 +51,19 @@ local function parse_record(line)
   return nil
 end
 
+-- Return true for records that the host does not print: an error record
+-- with a msgid becomes the message of the error object, and printing it
+-- too would show it twice. Python's GetPassWarning (it cannot turn off
+-- echo without a terminal) only precedes the prompt error that says what
+-- went wrong.
+local function quiet_record(record)
+  if record.msgid and (record.levelname == "ERROR" or record.levelname == "CRITICAL") then
+    return true
+  end
+  return record.levelname == "WARNING"
+    and tostring(record.message):find("GetPassWarning", 1, true) ~= nil
+end
+
 local function handle_log(job, state, record)
   local name = record.name
   if name == "borg.output.list" and job.capture_list then
@@ -66,20 +79,11 @@ local function handle_log(job, state, record)
   if level == "WARNING" then
     push_bounded(state.warnings, record, WARNING_MAX)
   elseif level == "ERROR" or level == "CRITICAL" then
-    state.errors[#state.errors + 1] = record
-    if #state.errors > LOG_TAIL then
-      table.remove(state.errors, 1)
-    end
-    -- The error becomes the error object's message; printing it as well
-    -- would show it twice.
-    return
+    push_bounded(state.errors, record, LOG_TAIL)
   end
   if job.on_log then
     job.on_log(record)
-  elseif job.print_log and not (name == "py.warnings"
-      and tostring(record.message):find("GetPassWarning", 1, true)) then
-    -- Python warns that it cannot turn off echo when borg has no terminal;
-    -- the prompt error that follows says what went wrong.
+  elseif job.print_log and not quiet_record(record) then
     job.print_log(record)
   end
 end
