@@ -40,8 +40,8 @@
 #define PAUSE_BYTES (4u << 20)
 #define RESUME_BYTES (1u << 20)
 #define DEFAULT_GRACE 5.0
-/* How long to keep reading after the child exited while something else
- * (a grandchild in another session) still holds its pipes. */
+/* How long to keep reading after the child exited while another process
+ * (a grandchild in another session) still has its pipes open. */
 #define DRAIN_MS 1000
 /* Longest timer, about 31 years; longer timeouts mean no timeout. */
 #define MAX_TIMER_MS 1e12

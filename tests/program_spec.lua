@@ -23,6 +23,18 @@ describe("the borglua program", function()
       .. q(helpers.borglua) .. " " .. args .. " 2>&1")
   end
 
+  -- Start borglua with args in the background, wait until the file
+  -- `ready` (in dir) exists, send it signal, and return its output, which
+  -- ends with "status N". prefix runs before it in the same subshell.
+  local function signal_host(args, ready, signal, prefix)
+    return helpers.shell("cd " .. q(dir) .. " && (" .. (prefix or "") .. " "
+      .. q(helpers.borglua) .. " " .. args .. " 2>&1 & host=$!; for i in $(seq 50);"
+      .. " do [ -s " .. q(ready) .. " ] && break; sleep 0.1; done; kill -" .. signal
+      .. " $host; wait $host; echo \"status $?\")")
+  end
+
+  local hang_borg = string.format("%q", helpers.top .. "/tests/bin/hang-borg")
+
   it("sets arg and the chunk's varargs as lua does", function()
     helpers.write(dir .. "/show.lua", [[
       print(arg[0], arg[1], arg[2], #arg, select("#", ...), ...)
@@ -102,20 +114,15 @@ describe("the borglua program", function()
   end)
 
   it("refuses further borg calls after an interrupt", function()
-    local hang = string.format("%q", helpers.top .. "/tests/bin/hang-borg")
     helpers.write(dir .. "/policy.lua", [[
-      local api = borg.new{ borg = ]] .. hang .. [[ }
+      local api = borg.new{ borg = ]] .. hang_borg .. [[ }
       local ok, err = pcall(api.check, { "/r" })
       print("first", err.kind, err.signal)
       ok, err = pcall(api.check, { "/r" })
       print("second", err.kind, err.message)
       print("cleanup ran")
     ]])
-    local pidfile = dir .. "/borg.pid"
-    local output = helpers.shell("cd " .. q(dir) .. " && (HANG_BORG_PID=" .. q(pidfile)
-      .. " " .. q(helpers.borglua) .. " policy.lua 2>&1 & host=$!; for i in $(seq 50);"
-      .. " do [ -s " .. q(pidfile) .. " ] && break; sleep 0.1; done; kill -TERM $host;"
-      .. " wait $host; echo \"status $?\")")
+    local output = signal_host("policy.lua", "borg.pid", "TERM", "HANG_BORG_PID=borg.pid")
     assert.are.equal("first\tsignal\t15\nsecond\tsignal\tnot started: the host was"
       .. " interrupted by SIGTERM and runs no more borg commands\ncleanup ran\n"
       .. "status 143\n", output)
@@ -124,13 +131,9 @@ describe("the borglua program", function()
   -- A shell without job control starts background commands with SIGINT
   -- ignored; the trap makes that explicit.
   it("keeps SIGINT ignored when it started ignored", function()
-    local script = "borg.new{ borg = " .. string.format("%q", helpers.top
-      .. "/tests/bin/hang-borg") .. " }.check({ '/r' }, { timeout = 2 })"
-    local pidfile = dir .. "/borg.pid"
-    local output = helpers.shell("cd " .. q(dir) .. " && (trap '' INT; HANG_BORG_PID="
-      .. q(pidfile) .. " " .. q(helpers.borglua) .. " -e " .. q(script)
-      .. " 2>&1 & host=$!; for i in $(seq 50); do [ -s " .. q(pidfile)
-      .. " ] && break; sleep 0.1; done; kill -INT $host; wait $host; echo \"status $?\")")
+    local script = "borg.new{ borg = " .. hang_borg .. " }.check({ '/r' }, { timeout = 2 })"
+    local output = signal_host("-e " .. q(script), "borg.pid", "INT",
+      "trap '' INT; HANG_BORG_PID=borg.pid")
     assert.truthy(output:find("timed out after 2 s", 1, true), output)
     assert.truthy(output:find("status 2\n$"), output)
   end)
@@ -170,16 +173,15 @@ describe("the borglua program", function()
     helpers.write(dir .. "/policy.lua", [[
       local api = borg.new{ borg = ]] .. string.format("%q", helpers.fake_borg) .. [[ }
       api.check({ "/r" }, { on_log = function()
-        io.open("]] .. dir .. [[/busy", "w"):close()
+        local busy = io.open("]] .. dir .. [[/busy", "w")
+        busy:write("busy")
+        busy:close()
         local start = os.time()
         while os.time() - start < 2 do end
       end })
       print("not reached")
     ]])
-    local output = helpers.shell("cd " .. q(dir) .. " && (FAKE_BORG_STDERR=" .. q(record)
-      .. " " .. q(helpers.borglua) .. " policy.lua 2>&1 & host=$!; for i in $(seq 50);"
-      .. " do [ -e busy ] && break; sleep 0.1; done; sleep 0.3; kill -TERM $host;"
-      .. " wait $host; echo \"status $?\")")
+    local output = signal_host("policy.lua", "busy", "TERM", "FAKE_BORG_STDERR=" .. q(record))
     assert.falsy(output:find("not reached", 1, true), output)
     assert.truthy(output:find("interrupted by SIGTERM", 1, true), output)
     assert.truthy(output:find("status 143\n$"), output)
@@ -204,17 +206,13 @@ describe("the borglua program", function()
   end)
 
   it("exits with 143 on SIGTERM and leaves no child behind", function()
-    local script = "borg.new{ borg = " .. string.format("%q", helpers.top
-      .. "/tests/bin/hang-borg") .. " }.check{ '/r' }"
-    local pidfile = dir .. "/borg.pid"
-    local output, status = helpers.shell("cd " .. q(dir) .. " && (HANG_BORG_PID="
-      .. q(pidfile) .. " " .. q(helpers.borglua) .. " -e " .. q(script)
-      .. " 2>&1 & host=$!; for i in $(seq 50); do [ -s " .. q(pidfile)
-      .. " ] && break; sleep 0.1; done; kill -TERM $host; wait $host; echo \"status $?\")")
+    local script = "borg.new{ borg = " .. hang_borg .. " }.check{ '/r' }"
+    local output, status = signal_host("-e " .. q(script), "borg.pid", "TERM",
+      "HANG_BORG_PID=borg.pid")
     assert.are.equal(0, status)
     assert.truthy(output:find("status 143\n$"), output)
     assert.truthy(output:find("interrupted by SIGTERM", 1, true), output)
-    local child = helpers.read(pidfile):gsub("%s", "")
+    local child = helpers.read(dir .. "/borg.pid"):gsub("%s", "")
     local stat = helpers.read("/proc/" .. child .. "/stat")
     assert.is_true(stat == nil or stat:match("^%d+ %(.-%) (%a)") == "Z")
   end)
