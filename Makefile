@@ -18,7 +18,9 @@ BUILD = build
 LUA_SOURCES = $(sort $(wildcard lua/borg/*.lua))
 LIB_OBJECTS = $(BUILD)/core.o $(BUILD)/borglua.o $(BUILD)/embedded.o
 MODULE_OBJECTS = $(BUILD)/core.o $(BUILD)/borglua-module.o $(BUILD)/embedded.o
-CJSON_ARCHIVE = $(shell pkg-config --variable=libdir lua5.4-cjson 2>/dev/null)/liblua5.4-cjson.a
+# The compiler finds the archive in its multiarch directory; the libdir
+# of Debian's lua5.4-cjson.pc says /usr/lib, where it is not.
+CJSON_ARCHIVE = $(shell $(CC) -print-file-name=liblua5.4-cjson.a)
 
 WARNINGS = -Wall -Wextra -Werror
 BASE_CFLAGS = -std=c11 -O2 -g -fPIC -fvisibility=hidden $(WARNINGS) \
