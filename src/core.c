@@ -43,7 +43,7 @@
 /* How long to keep reading after the child exited while another process
  * (a grandchild in another session) still has its pipes open. */
 #define DRAIN_MS 1000
-/* Longest timer, about 31 years; longer timeouts mean no timeout. */
+/* Maximum timer, about 31 years. A longer timeout means no timeout. */
 #define MAX_TIMER_MS 1e12
 #define MAX_STDIO 64
 
@@ -557,8 +557,8 @@ static int loop_gc(lua_State *L) {
   while (cl->live)
     uv_run(&cl->loop, UV_RUN_ONCE);
   stop_signals(cl);
-  /* Pipes of children that exited while nobody read them may still be
-   * open; close every remaining handle so the loop can end. */
+  /* Pipes of children that exited while Lua did not read them may still
+   * be open. Close every remaining handle so the loop can end. */
   uv_walk(&cl->loop, close_any, cl);
   uv_run(&cl->loop, UV_RUN_DEFAULT);
   uv_loop_close(&cl->loop);
@@ -713,7 +713,8 @@ static int setup_fds(lua_State *L, uv_stdio_container_t *stdio, int *count,
       lua_pop(L, 1);
       return -1 - nread;
     }
-    /* at most 64 KiB fits a fresh pipe, so this write cannot block */
+    /* check_fds limits the data to 64 KiB, the capacity of a new Linux
+     * pipe, so this write cannot block. */
     if (len > 0 && write(fds[1], data, len) != (ssize_t)len) {
       close(fds[0]);
       close(fds[1]);
@@ -978,6 +979,7 @@ static int proc_write(lua_State *L) {
   write_req *w;
   uv_buf_t buf;
   int r;
+
   luaL_argcheck(L, len <= 0x40000000, 2, "more than 1 GiB in one write");
   if (!p->in_open || p->in_shutdown || p->write_error) {
     lua_pushnil(L);
@@ -985,6 +987,7 @@ static int proc_write(lua_State *L) {
                                      : "EPIPE");
     return 2;
   }
+
   w = malloc(sizeof *w + len);
   if (w == NULL)
     return luaL_error(L, "borg.core: out of memory");
@@ -999,6 +1002,7 @@ static int proc_write(lua_State *L) {
     lua_pushstring(L, uv_err_name(r));
     return 2;
   }
+
   p->write_pending += len;
   lua_pushinteger(L, (lua_Integer)p->write_pending);
   return 1;

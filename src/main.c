@@ -166,9 +166,9 @@ static int final_status(lua_State *L, int status) {
 }
 
 
-/* Make os.exit close the state unless told otherwise, so that borg
- * children still running are terminated and reaped, releasing their
- * repository locks, instead of being left behind. */
+/* Make os.exit close the state unless the script passes close = false.
+ * Closing terminates and reaps borg children still running, so they
+ * release their repository locks instead of being left behind. */
 static void close_on_exit(lua_State *L) {
   static const char chunk[] =
       "local exit = os.exit\n"

@@ -199,10 +199,10 @@ local function check_count(command, spec, given)
   end
 end
 
--- Build the argument vector (without the program name).
--- args: the call's table; spec: the catalogue entry; extra: arguments the
--- library adds after the command words (such as --log-json); skip: names
--- in args that are not borg options.
+-- Build the argument vector (without the program name) for the call's
+-- table args and the catalogue entry spec. extra holds the arguments the
+-- library adds after the command words, such as --log-json. skip names
+-- the keys of args that are not borg options.
 function argv.build(command, spec, args, extra, skip)
   local list = {}
   for _, word in ipairs(spec.words) do

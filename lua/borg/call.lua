@@ -243,21 +243,36 @@ end
 -- Return the message and the msgid of a failed run: borg's last error
 -- record, or the error that borg's argument parser printed, or its last
 -- plain stderr line. The third value is true for a parser error.
+-- Return the last value of fn(item) that is not nil, walking list from
+-- its end.
+local function last_match(list, fn)
+  for i = #list, 1, -1 do
+    local value = fn(list[i])
+    if value ~= nil then
+      return value
+    end
+  end
+  return nil
+end
+
+local function msgid_of(record)
+  return record.msgid
+end
+
+local function parser_error_of(line)
+  return line:match("^borg[%w%-]* [%w%- ]*: error: (.+)$")
+end
+
 local function failure_message(outcome)
   local record = outcome.errors[#outcome.errors]
-  local msgid
-  for i = #outcome.errors, 1, -1 do
-    msgid = msgid or outcome.errors[i].msgid
-  end
+  local msgid = last_match(outcome.errors, msgid_of)
   local message = record and record.message
   if message and message:find("^Traceback") then
     message = "borg crashed: " .. (exception_line(message) or "an internal error")
   end
   local parser_error
   if message == nil then
-    for i = #outcome.stderr, 1, -1 do
-      parser_error = parser_error or outcome.stderr[i]:match("^borg[%w%-]* [%w%- ]*: error: (.+)$")
-    end
+    parser_error = last_match(outcome.stderr, parser_error_of)
     message = parser_error or outcome.stderr[#outcome.stderr]
   end
   if message == nil then

@@ -1,8 +1,8 @@
 -- The output each command requests from borg, and how its result is built.
 --
--- plan(args, ctx) runs before borg starts. It may rewrite args (a copy
--- owned by the call), for example to add --json where that is how borg
--- gives the requested data, and returns the plan: the outputs the call
+-- plan(args, ctx) runs before borg starts. It may rewrite args, a copy
+-- owned by the call, for example to add --json where that is how borg
+-- gives the requested data. It returns the plan: the outputs the call
 -- requested, in order, and how to read borg's stdout. result(plan, state)
 -- runs after a successful exit and builds the value the call returns.
 -- Following borgapi's capture rules, one requested output is returned

@@ -3,8 +3,8 @@
 -- borg writes file names that are not valid UTF-8 with Python's
 -- "surrogateescape" handler: each undecodable byte 0x80-0xff becomes a
 -- lone surrogate escape \udc80-\udcff, which strict decoders such as
--- lua-cjson reject. Such an escape is replaced by the raw byte it stands
--- for before decoding; lua-cjson copies raw bytes into strings unchanged,
+-- lua-cjson reject. Before decoding, each such escape is replaced by the
+-- raw byte it encodes. lua-cjson copies raw bytes into strings unchanged,
 -- so names come back as the exact bytes on disk. JSON null becomes an
 -- absent field, as usual in Lua.
 

@@ -54,8 +54,8 @@ end
 -- Return true for records that the host does not print: an error record
 -- with a msgid becomes the message of the error object, and printing it
 -- too would show it twice. Python's GetPassWarning (it cannot turn off
--- echo without a terminal) only precedes the prompt error that says what
--- went wrong.
+-- echo without a terminal) only precedes the prompt error that names the
+-- real cause.
 local function quiet_record(record)
   if record.msgid and (record.levelname == "ERROR" or record.levelname == "CRITICAL") then
     return true
