@@ -12,7 +12,8 @@ BORG_PYTHON ?= $(shell sed -n '1s/^\#! *//p' /usr/bin/borg 2>/dev/null || echo /
 
 # Debian packages the build, the tests and the demo need.
 PACKAGES = gcc make pkg-config lua5.4 liblua5.4-dev lua-cjson lua-cjson-dev \
-           libuv1-dev lua-busted borgbackup
+           libuv1-dev lua-busted borgbackup borgbackup2 fuse python3-llfuse \
+           libedit-dev tmux python3-dotenv
 
 BUILD = build
 LUA_SOURCES = $(sort $(wildcard lua/borg/*.lua))
