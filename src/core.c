@@ -1147,6 +1147,26 @@ static int core_now(lua_State *L) {
 }
 
 
+/* core.realpath(path) -> absolute path with symbolic links resolved
+ *                       | nil, message */
+static int core_realpath(lua_State *L) {
+  core_loop *cl = get_loop(L);
+  const char *path = luaL_checkstring(L, 1);
+  uv_fs_t req;
+  int r = uv_fs_realpath(&cl->loop, &req, path, NULL); /* synchronous */
+  if (r < 0) {
+    uv_fs_req_cleanup(&req);
+    lua_pushnil(L);
+    lua_pushstring(L, uv_strerror(r));
+    return 2;
+  }
+  /* NOTE: the result leaks if this push runs out of memory */
+  lua_pushstring(L, req.ptr);
+  uv_fs_req_cleanup(&req);
+  return 1;
+}
+
+
 /* core.isatty(fd) -> boolean */
 static int core_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
@@ -1171,6 +1191,7 @@ static const luaL_Reg core_functions[] = {
   {"isatty", core_isatty},
   {"live", core_live},
   {"now", core_now},
+  {"realpath", core_realpath},
   {"spawn", core_spawn},
   {"step", core_step},
   {NULL, NULL}

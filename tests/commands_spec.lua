@@ -4,15 +4,7 @@
 local borg = require "borg"
 local helpers = require "helpers"
 
--- Return the names of the archives in the repository.
-local function archive_names(api, repo)
-  local names = {}
-  for _, archive in ipairs(api.list { repo }.archives) do
-    names[#names + 1] = archive.name
-  end
-  table.sort(names)
-  return names
-end
+local archive_names = helpers.archive_names
 
 describe("on a new repository", function()
   local dir, api, repo, src

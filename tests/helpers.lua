@@ -95,6 +95,16 @@ function helpers.source_tree(dir)
   return src
 end
 
+-- Return the names of the archives in repo, listed by instance api, sorted.
+function helpers.archive_names(api, repo)
+  local names = {}
+  for _, archive in ipairs(api.list { repo }.archives) do
+    names[#names + 1] = archive.name
+  end
+  table.sort(names)
+  return names
+end
+
 -- Return the arguments of the last call of the fake borg (recorded in
 -- the file argv_path) as a list.
 function helpers.recorded_argv(argv_path)

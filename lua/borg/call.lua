@@ -10,7 +10,9 @@ local commands = require "borg.commands"
 local env = require "borg.env"
 local errors = require "borg.errors"
 local json = require "borg.json"
+local location = require "borg.location"
 local process = require "borg.process"
+local scheduler = require "borg.scheduler"
 
 local call = {}
 
@@ -350,6 +352,10 @@ end
 function call.run(inst, command, args, run)
   local ctx = prepare(inst, command, args, run)
   local items = {}
+  -- Inside borg.parallel, wait while another function's call runs on
+  -- the same repository.
+  local hold <close> = scheduler.hold(scheduler.in_task()
+    and location.of_call(catalogue.commands[command], ctx.merged, ctx.env, ctx.run.cwd))
   local outcome = process.run(job_for(ctx, items))
   outcome.items = items
   judge(outcome, ctx)

@@ -14,6 +14,7 @@ local env = require "borg.env"
 local errors = require "borg.errors"
 local format = require "borg.format"
 local probe_version = require "borg.version"
+local scheduler = require "borg.scheduler"
 
 local borg = {}
 borg._VERSION = "borglua 0.1.0"
@@ -61,6 +62,16 @@ Instance.__index = function(inst, name)
     local fn = bound(inst, name)
     rawset(inst, name, fn)
     return fn
+  end
+  if name == "parallel" then
+    -- The functions choose their instances; inst:parallel{} is there so
+    -- that a script can use one name for everything.
+    return function(first, ...)
+      if first == inst then
+        return scheduler.parallel(...)
+      end
+      return scheduler.parallel(first, ...)
+    end
   end
   if name == "version" then
     return function()
@@ -191,6 +202,11 @@ function borg.options(command)
   end
   table.sort(names)
   return names
+end
+
+-- Run functions side by side; see borg.scheduler.
+function borg.parallel(functions, options)
+  return scheduler.parallel(functions, options)
 end
 
 borg.commands = COMMAND_NAMES

@@ -11,6 +11,7 @@
 local core = require "borg.core"
 local errors = require "borg.errors"
 local json = require "borg.json"
+local scheduler = require "borg.scheduler"
 
 local process = {}
 
@@ -126,7 +127,7 @@ end
 -- Read the events of proc until it exits, storing them in state.
 local function pump(job, state, proc)
   while true do
-    local kind, data, extra, timed_out = proc:read(true)
+    local kind, data, extra, timed_out = scheduler.read(proc)
     if kind == "stderr" then
       handle_stderr(job, state, data)
     elseif kind == "line" then
@@ -218,7 +219,7 @@ function process.run(job)
     -- the repository lock before the error reaches the caller.
     proc:kill()
     repeat
-      local kind = proc:read(true)
+      local kind = scheduler.read(proc)
     until kind == "exit"
     error(err, 0)
   end
