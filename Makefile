@@ -30,6 +30,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags lua5.4 libuv 2>/dev/null)
 ALL_CFLAGS = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 LIBS = $(shell pkg-config --libs lua5.4 libuv 2>/dev/null)
 UV_LIBS = $(shell pkg-config --libs libuv 2>/dev/null)
+EDIT_LIBS = $(shell pkg-config --libs libedit 2>/dev/null)
 
 .PHONY: all deps test demo catalogue clean check-catalogue
 
@@ -61,7 +62,10 @@ $(BUILD)/borglua.o: src/borglua.c src/borglua.h src/core.h src/embedded.h | $(BU
 $(BUILD)/borglua-module.o: src/borglua.c src/borglua.h src/core.h src/embedded.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/main.o: src/main.c src/borglua.h src/core.h | $(BUILD)
+$(BUILD)/main.o: src/main.c src/borglua.h src/core.h src/repl.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/repl.o: src/repl.c src/repl.h src/core.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 # lua-cjson comes from Debian's static archive, so the program and the
@@ -71,8 +75,9 @@ $(BUILD)/cjson.stamp: | $(BUILD)
 	cd $(BUILD)/cjson && ar x $(CJSON_ARCHIVE)
 	touch $@
 
-$(BUILD)/borglua: $(BUILD)/main.o $(LIB_OBJECTS) $(BUILD)/cjson.stamp
-	$(CC) -o $@ $(BUILD)/main.o $(LIB_OBJECTS) $(BUILD)/cjson/*.o $(LIBS) -lm $(LDFLAGS)
+$(BUILD)/borglua: $(BUILD)/main.o $(BUILD)/repl.o $(LIB_OBJECTS) $(BUILD)/cjson.stamp
+	$(CC) -o $@ $(BUILD)/main.o $(BUILD)/repl.o $(LIB_OBJECTS) $(BUILD)/cjson/*.o \
+	  $(LIBS) $(EDIT_LIBS) -lm $(LDFLAGS)
 
 $(BUILD)/libborglua.a: $(LIB_OBJECTS) $(BUILD)/cjson.stamp
 	rm -f $@

@@ -1116,6 +1116,15 @@ static int core_interrupted(lua_State *L) {
 }
 
 
+/* core.forget_interrupt(): clear the signal that interrupted the host,
+ * so borg calls run again. The prompt does this after each chunk: Ctrl-C
+ * stops the borg call of one chunk, not every later one. */
+static int core_forget_interrupt(lua_State *L) {
+  get_loop(L)->interrupted = 0;
+  return 0;
+}
+
+
 /* core.live() -> number of children not yet reaped */
 static int core_live(lua_State *L) {
   lua_pushinteger(L, get_loop(L)->nlive);
@@ -1187,6 +1196,7 @@ static const luaL_Reg proc_methods[] = {
 
 static const luaL_Reg core_functions[] = {
   {"environ", core_environ},
+  {"forget_interrupt", core_forget_interrupt},
   {"interrupted", core_interrupted},
   {"isatty", core_isatty},
   {"live", core_live},

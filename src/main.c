@@ -21,6 +21,7 @@
 
 #include "borglua.h"
 #include "core.h"
+#include "repl.h"
 
 #define PROGRAM "borglua"
 
@@ -95,56 +96,6 @@ static int print_versions(lua_State *L) {
   ok = lua_toboolean(L, -1);
   lua_pop(L, 1);
   return ok ? 0 : 2;
-}
-
-
-/* Read-eval-print loop on a terminal: expressions print their values. */
-static void repl(lua_State *L) {
-  char line[4096];
-  lua_pushstring(L, "");
-  for (;;) {
-    int status;
-    size_t len;
-    const char *code;
-    fputs(lua_rawlen(L, -1) > 0 ? ">> " : "> ", stdout);
-    fflush(stdout);
-    if (fgets(line, sizeof line, stdin) == NULL)
-      break;
-    lua_pushstring(L, line);
-    lua_concat(L, 2);
-    code = lua_tolstring(L, -1, &len);
-    lua_pushfstring(L, "return %s", code);
-    status = luaL_loadbuffer(L, lua_tostring(L, -1), lua_rawlen(L, -1),
-                             "=stdin");
-    lua_remove(L, -2);
-    if (status != LUA_OK) {
-      lua_pop(L, 1);
-      status = luaL_loadbuffer(L, code, len, "=stdin");
-    }
-    if (status == LUA_ERRSYNTAX &&
-        strstr(lua_tostring(L, -1), "<eof>") != NULL) {
-      lua_pop(L, 1); /* incomplete chunk: read another line */
-      continue;
-    }
-    lua_remove(L, -2); /* the code text */
-    if (status == LUA_OK) {
-      int base = lua_gettop(L);
-      status = borglua__pcall(L, 0, LUA_MULTRET);
-      if (status == LUA_OK && lua_gettop(L) >= base) {
-        int n = lua_gettop(L) - base + 1;
-        lua_getglobal(L, "print");
-        lua_insert(L, base);
-        if (lua_pcall(L, n, 0, 0) != LUA_OK)
-          print_error(L);
-      }
-    }
-    if (status != LUA_OK)
-      print_error(L);
-    lua_settop(L, 0);
-    lua_pushstring(L, "");
-  }
-  fputc('\n', stdout);
-  lua_settop(L, 0);
 }
 
 
@@ -238,7 +189,7 @@ int main(int argc, char **argv) {
   }
   if (status == 0 && (interactive || !ran)) {
     if (interactive || isatty(STDIN_FILENO)) {
-      repl(L);
+      status = borglua__repl(L);
     } else {
       set_arg(L, argv, argc, 0);
       if (borglua_dofile(L, NULL) != LUA_OK) {

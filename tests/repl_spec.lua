@@ -1,0 +1,228 @@
+-- The interactive prompt: borg.repl's display of values and its Tab
+-- completion, then the real program driven through a terminal in tmux.
+
+local helpers = require "helpers"
+local repl = require "borg.repl"
+local errors = require "borg.errors"
+
+local q = helpers.quote
+
+describe("repl.show", function()
+  it("quotes strings and escapes control bytes", function()
+    assert.are.equal('"a\\"b\\nc\\0"', repl.show('a"b\nc\0'))
+  end)
+
+  it("shows numbers, booleans and nil as Lua does", function()
+    assert.are.equal("1\n2.5\ntrue\nnil", repl.show(1, 2.5, true, nil))
+  end)
+
+  it("keeps a small table on one line with sorted keys", function()
+    assert.are.equal('{ 10, 20, b = 2, name = "x", ["two words"] = 1 }',
+      repl.show { 10, 20, name = "x", b = 2, ["two words"] = 1 })
+  end)
+
+  it("indents nested tables that do not fit one line", function()
+    local id = string.rep("f", 40)
+    local text = repl.show { archives = { { name = "a1", id = id } },
+                             encryption = { mode = "none" } }
+    assert.are.equal('{\n'
+      .. '  archives = { { id = "' .. id .. '", name = "a1" } },\n'
+      .. '  encryption = { mode = "none" }\n'
+      .. '}', text)
+    id = string.rep("f", 64)
+    text = repl.show { archives = { { name = "a1", id = id } } }
+    assert.are.equal('{\n'
+      .. '  archives = {\n'
+      .. '    {\n'
+      .. '      id = "' .. id .. '",\n'
+      .. '      name = "a1"\n'
+      .. '    }\n'
+      .. '  }\n'
+      .. '}', text)
+  end)
+
+  it("cuts a long array with a count", function()
+    local list = {}
+    for i = 1, 25 do
+      list[i] = i * 1000
+    end
+    local text = repl.show(list)
+    assert.truthy(text:find("^{\n  1000,\n  2000,\n"), text)
+    assert.truthy(text:find("  20000,\n  %.%.%. 5 more items %(25 in all%)\n}$"), text)
+    assert.falsy(text:find("21000", 1, true), text)
+  end)
+
+  it("cuts a long string with its length", function()
+    local text = repl.show(string.rep("x", 1000))
+    assert.are.equal('"' .. string.rep("x", 400) .. '"... (1000 bytes)', text)
+  end)
+
+  it("shows an error object as its message and fields", function()
+    local err = errors.new { kind = "borg", command = "list", rc = 2,
+                             msgid = "Repository.DoesNotExist",
+                             message = "repository /r does not exist" }
+    assert.are.equal('borg list: repository /r does not exist (Repository.DoesNotExist,'
+      .. ' rc 2) { command = "list", kind = "borg", msgid = "Repository.DoesNotExist",'
+      .. ' rc = 2 }', repl.show(err))
+    assert.are.equal("error: " .. repl.show(err), repl.show_error(err))
+  end)
+
+  it("marks a cycle instead of looping", function()
+    local t = { name = "t" }
+    t.self = t
+    assert.are.equal('{ name = "t", self = <cycle> }', repl.show(t))
+  end)
+
+  it("survives a failing __tostring", function()
+    local odd = setmetatable({}, { __tostring = function() error("no") end })
+    assert.are.equal("{}", repl.show(odd))
+    assert.truthy(repl.show(print):find("^function: "), repl.show(print))
+  end)
+end)
+
+describe("repl.complete", function()
+  after_each(function()
+    _G.repl_spec_api = nil
+  end)
+
+  it("completes a field of borg to a command", function()
+    assert.are.equal("ate", (repl.complete("borg.cre")))
+    assert.are.equal("mat", (repl.complete("x = borg.for")))
+  end)
+
+  it("completes the options of the command being called", function()
+    assert.are.equal("ression=", (repl.complete('borg.create{ "/r::a", comp')))
+    assert.are.equal("st=", (repl.complete('borg.list({ "/r",\n la')))
+    -- After "=" comes a value, which is a global name, not an option.
+    assert.are.equal("int", (repl.complete('borg.create{ compression = pr')))
+  end)
+
+  it("completes the commands and options of an instance", function()
+    _G.repl_spec_api = require("borg").new()
+    assert.are.equal("ne", (repl.complete("repl_spec_api:pru")))
+    assert.are.equal("aily=", (repl.complete("repl_spec_api:prune{ keep_d")))
+  end)
+
+  it("completes globals and keywords", function()
+    assert.are.equal("int", (repl.complete("pr")))
+    assert.are.equal("ction", (repl.complete("local f = fun")))
+  end)
+
+  it("lists the candidates when several remain", function()
+    local insert, listing = repl.complete("borg.ke", 50)
+    assert.are.equal("y_", insert)
+    insert, listing = repl.complete("borg.key_", 50)
+    assert.are.equal("", insert)
+    assert.are.equal("key_change_passphrase   key_export\n"
+      .. "key_import              key_migrate_to_repokey", listing)
+  end)
+
+  it("completes nothing inside a string or after a call", function()
+    assert.are.equal("", (repl.complete('print("borg.cre')))
+    assert.are.equal("", (repl.complete('f().cre')))
+    assert.are.equal("", (repl.complete('-- borg.cre')))
+    assert.are.equal("", (repl.complete('x = [==[ borg.cre')))
+  end)
+
+  it("completes after closed strings and comments", function()
+    assert.are.equal("ate", (repl.complete('x = [[a]] .. "{" --[=[ ( ]=] borg.cre')))
+    assert.are.equal("ate", (repl.complete('-- note\nborg.cre')))
+    assert.are.equal("ression=", (repl.complete('borg.create{ "a\\"}", comp')))
+  end)
+end)
+
+-- Drive build/borglua in a tmux pane of its own server (a private
+-- socket) as a person would at a terminal.
+describe("the prompt in a terminal", function()
+  local dir, socket
+
+  local function tmux(args)
+    return helpers.shell("tmux -S " .. q(socket) .. " " .. args .. " 2>&1")
+  end
+
+  -- Return the text of the pane without its trailing empty lines.
+  local function screen()
+    return (tmux("capture-pane -p -t repl"):gsub("[\n ]+$", ""))
+  end
+
+  -- Wait up to 20 s until the screen shows the Lua pattern; return it.
+  local function wait_for(pattern)
+    local text
+    for _ = 1, 200 do
+      text = screen()
+      if text:find(pattern) then
+        return text
+      end
+      os.execute("sleep 0.1")
+    end
+    error("the screen never showed " .. pattern .. ":\n" .. text, 2)
+  end
+
+  local function type_text(text)
+    tmux("send-keys -t repl -l " .. q(text))
+  end
+
+  local function press(key)
+    tmux("send-keys -t repl " .. key)
+  end
+
+  before_each(function()
+    dir = helpers.tmpdir()
+    socket = dir .. "/tmux.sock"
+  end)
+
+  after_each(function()
+    tmux("kill-server")
+    helpers.rmdir(dir)
+  end)
+
+  it("completes, shows a listing and keeps history", function()
+    local api = helpers.instance(dir)
+    local repo = dir .. "/repo"
+    api.init { repo, encryption = "none" }
+    api.create { repo .. "::a1", helpers.source_tree(dir) }
+
+    local command = "env -u BORG_REPO -u BORG_PASSPHRASE -u BORG_PASSCOMMAND"
+      .. " HOME=" .. q(dir) .. " XDG_STATE_HOME=" .. q(dir .. "/state")
+      .. " BORG_BASE_DIR=" .. q(dir .. "/base") .. " BORG_SELFTEST=disabled "
+      .. q(helpers.borglua)
+    local _, status = tmux("-f /dev/null new-session -d -s repl -x 120 -y 50 "
+      .. q(command))
+    assert.are.equal(0, status)
+    tmux("set-option -t repl remain-on-exit on")
+    wait_for("^>$")
+
+    type_text("borg.cre")
+    press("Tab")
+    wait_for("> borg%.create")
+    press("C-u")
+
+    type_text('borg.list{ "' .. repo .. '", las')
+    press("Tab")
+    wait_for('> borg%.list{ "[^"]*", last=')
+    type_text("1 }")
+    press("Enter")
+    local text = wait_for('\n>$')
+    assert.truthy(text:find('\n  archives = {\n', 1, true), text)
+    assert.truthy(text:find('name = "a1"', 1, true), text)
+    assert.truthy(text:find('\n  encryption = { mode = "none" },\n', 1, true), text)
+    -- Kept for a person to look at: the screen with the listing.
+    helpers.write(helpers.top .. "/build/repl-screen.txt", text .. "\n")
+
+    press("C-d")
+    wait_for("Pane is dead")
+    local dead = tmux("display-message -p -t repl '#{pane_dead} #{pane_dead_status}'")
+    assert.are.equal("1 0\n", dead)
+    local history = helpers.read(dir .. "/state/borglua/history")
+    assert.truthy(history and history:find("last=1", 1, true), history)
+
+    -- A new session recalls the last line with the up arrow.
+    tmux("respawn-pane -k -t repl " .. q(command))
+    wait_for("^>$")
+    press("Up")
+    wait_for('^> borg%.list{ "[^"]*", last=1 }$')
+    press("C-u")
+    press("C-d")
+    wait_for("Pane is dead")
+  end)
+end)
