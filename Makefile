@@ -4,6 +4,7 @@
 #   make test    run the specs against the real borg
 #   make demo    run scripts/nightly.lua twice on real files
 #   make catalogue  regenerate lua/borg/catalogue.lua from the installed borg
+#   make install PREFIX=/usr/local DESTDIR=   install; make uninstall removes it
 
 CC ?= cc
 LUA ?= lua5.4
@@ -32,7 +33,7 @@ LIBS = $(shell pkg-config --libs lua5.4 libuv 2>/dev/null)
 UV_LIBS = $(shell pkg-config --libs libuv 2>/dev/null)
 EDIT_LIBS = $(shell pkg-config --libs libedit 2>/dev/null)
 
-.PHONY: all deps test demo catalogue clean check-catalogue
+.PHONY: all deps test demo catalogue clean check-catalogue install uninstall
 
 all: deps
 	@$(MAKE) --no-print-directory binaries
@@ -79,9 +80,15 @@ $(BUILD)/borglua: $(BUILD)/main.o $(BUILD)/repl.o $(LIB_OBJECTS) $(BUILD)/cjson.
 	$(CC) -o $@ $(BUILD)/main.o $(BUILD)/repl.o $(LIB_OBJECTS) $(BUILD)/cjson/*.o \
 	  $(LIBS) $(EDIT_LIBS) -lm $(LDFLAGS)
 
+# The archive holds one object in which only the API of borglua.h is
+# global: the core's and cjson's functions become local, so they cannot
+# clash with a program's own symbols (or its own lua-cjson).
 $(BUILD)/libborglua.a: $(LIB_OBJECTS) $(BUILD)/cjson.stamp
-	rm -f $@
-	ar rcs $@ $(LIB_OBJECTS) $(BUILD)/cjson/*.o
+	rm -f $@ $(BUILD)/libborglua-all.o
+	$(LD) -r -o $(BUILD)/libborglua-all.o $(LIB_OBJECTS) $(BUILD)/cjson/*.o
+	objcopy --wildcard --keep-global-symbol='borglua_[!_]*' \
+	  --keep-global-symbol=luaopen_borg $(BUILD)/libborglua-all.o
+	ar rcs $@ $(BUILD)/libborglua-all.o
 
 # Debian's static cjson is not position-independent, so the shared
 # library links its shared twin (a C library, not a Lua module lookup).
@@ -105,8 +112,13 @@ $(BUILD)/embed_signal: tests/embed_signal.c $(BUILD)/libborglua.a
 	$(CC) $(ALL_CFLAGS) -o $@ tests/embed_signal.c $(BUILD)/libborglua.a \
 	  $(LIBS) -lm $(LDFLAGS)
 
+# The embedding example of scripts/, run by tests/embed_spec.lua.
+$(BUILD)/embed-example: scripts/embed-example.c src/borglua.h $(BUILD)/libborglua.a
+	$(CC) $(ALL_CFLAGS) -o $@ scripts/embed-example.c $(BUILD)/libborglua.a \
+	  $(LIBS) -lm $(LDFLAGS)
+
 test: all
-	@$(MAKE) --no-print-directory $(BUILD)/embed_signal
+	@$(MAKE) --no-print-directory $(BUILD)/embed_signal $(BUILD)/embed-example
 	BORGLUA=$(CURDIR)/$(BUILD)/borglua BORGLUA_TOP=$(CURDIR) \
 	  BORG_PYTHON=$(BORG_PYTHON) $(BUILD)/borglua tests/busted.lua $(SPECS)
 
@@ -118,3 +130,70 @@ catalogue:
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- install ---------------------------------------------------------------
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share/borglua
+# Where stock lua5.4 finds C modules: Debian's lua5.4 searches
+# /usr/local/lib/lua/5.4 first, and its pkg-config file names the
+# directory of the system's own modules, which suits PREFIX=/usr.
+LUA_CMODDIR ?= $(if $(filter /usr,$(PREFIX)),$(shell pkg-config \
+  --variable=INSTALL_CMOD lua5.4),$(PREFIX)/lib/lua/5.4)
+VERSION = $(shell sed -n 's/^\#define BORGLUA_VERSION "\(.*\)"/\1/p' src/borglua.h)
+
+# Every path that install writes, in the order uninstall removes them.
+INSTALLED = $(BINDIR)/borglua $(LIBDIR)/libborglua.a \
+  $(LIBDIR)/libborglua.so $(LIBDIR)/libborglua.so.0 \
+  $(LIBDIR)/libborglua.so.$(VERSION) $(INCLUDEDIR)/borglua.h \
+  $(LIBDIR)/pkgconfig/borglua.pc $(MANDIR)/man1/borglua.1 \
+  $(LUA_CMODDIR)/borg.so $(DATADIR)/nightly.lua \
+  $(DATADIR)/borglua-nightly.service $(DATADIR)/borglua-nightly.timer
+
+# The pkg-config file for the PREFIX of this run; rewritten every time,
+# since PREFIX may differ between runs. Its own paths are relative to
+# ${prefix}, so `pkg-config --define-variable=prefix=DIR` finds a copy
+# installed with DESTDIR. Lua's flags are written out rather than named
+# in Requires, because that override would move lua5.4's paths too.
+$(BUILD)/borglua.pc: FORCE | $(BUILD)
+	printf '%s\n' 'prefix=$(PREFIX)' \
+	  'libdir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))' \
+	  'includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))' '' \
+	  'Name: borglua' \
+	  'Description: Lua 5.4 host that runs borgbackup' \
+	  'Version: $(VERSION)' \
+	  'Libs: -L$${libdir} -lborglua $(shell pkg-config --libs lua5.4)' \
+	  'Libs.private: $(UV_LIBS) -lm' \
+	  'Cflags: -I$${includedir} $(shell pkg-config --cflags lua5.4)' > $@
+
+FORCE:
+
+install: all $(BUILD)/borglua.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
+	  $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(LUA_CMODDIR) $(DESTDIR)$(DATADIR)
+	install -m 755 $(BUILD)/borglua $(DESTDIR)$(BINDIR)/borglua
+	install -m 644 $(BUILD)/libborglua.a $(DESTDIR)$(LIBDIR)/libborglua.a
+	install -m 755 $(BUILD)/libborglua.so \
+	  $(DESTDIR)$(LIBDIR)/libborglua.so.$(VERSION)
+	ln -sf libborglua.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libborglua.so.0
+	ln -sf libborglua.so.0 $(DESTDIR)$(LIBDIR)/libborglua.so
+	install -m 644 src/borglua.h $(DESTDIR)$(INCLUDEDIR)/borglua.h
+	install -m 644 $(BUILD)/borglua.pc $(DESTDIR)$(LIBDIR)/pkgconfig/borglua.pc
+	install -m 644 src/borglua.1 $(DESTDIR)$(MANDIR)/man1/borglua.1
+	install -m 755 $(BUILD)/borg.so $(DESTDIR)$(LUA_CMODDIR)/borg.so
+	install -m 644 scripts/nightly.lua $(DESTDIR)$(DATADIR)/nightly.lua
+	for unit in borglua-nightly.service borglua-nightly.timer; do \
+	  sed 's|/usr/local/bin/|$(BINDIR)/|g; s|/usr/local/share/borglua/|$(DATADIR)/|g' \
+	    scripts/$$unit > $(DESTDIR)$(DATADIR)/$$unit && \
+	  chmod 644 $(DESTDIR)$(DATADIR)/$$unit || exit 1; \
+	done
+	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	rmdir $(DESTDIR)$(DATADIR) 2>/dev/null || true
