@@ -100,6 +100,8 @@ describe("repl.complete", function()
   it("completes the commands and options of an instance", function()
     _G.repl_spec_api = require("borg").new()
     assert.are.equal("ne", (repl.complete("repl_spec_api:pru")))
+    assert.are.equal("sion", (repl.complete("repl_spec_api:ver")))
+    assert.are.equal("", (repl.complete("repl_spec_api:ne")))
     assert.are.equal("aily=", (repl.complete("repl_spec_api:prune{ keep_d")))
   end)
 

@@ -321,7 +321,16 @@ local function field_names(value)
     for _, name in ipairs(borg.commands) do
       names[name] = true
     end
-    names.version = true
+  end
+  if borg and getmetatable(value) == instance_mt then
+    -- An instance also has those functions of the module (version,
+    -- parallel) that its __index provides; it raises for the others.
+    for name in next, borg do
+      local ok, field = pcall(function() return value[name] end)
+      if ok and field ~= nil then
+        names[name] = true
+      end
+    end
   end
   return names
 end
