@@ -3,7 +3,7 @@
 --   lua5.4 scripts/embed.lua OUT.c lua/borg/init.lua lua/borg/argv.lua ...
 --
 -- Each file lua/borg/NAME.lua becomes module "borg.NAME" (init.lua is
--- "borg"), stored as its source text with the chunk name "@PATH", so
+-- "borg"), stored as bytecode compiled with the chunk name "@PATH", so
 -- error messages and tracebacks name the file in the source tree.
 
 local out_path = assert(arg[1], "usage: embed.lua OUT.c FILE...")
@@ -18,7 +18,12 @@ for i = 2, #arg do
   local file = assert(io.open(path, "rb"))
   local source = file:read("a")
   file:close()
-  assert(load(source, "@" .. path), "syntax error in " .. path)
+  -- Precompiled, because compiling the sources took most of the
+  -- library's load time. Debug information stays, so tracebacks still
+  -- name the file and line. The bytecode is for the Lua that runs this
+  -- script, which must be the version that the program links.
+  local chunk = assert(load(source, "@" .. path))
+  source = string.dump(chunk)
   local name = path:match("^lua/(.*)%.lua$")
   assert(name, "not a file under lua/: " .. path)
   name = name:gsub("/init$", ""):gsub("/", ".")

@@ -1,0 +1,190 @@
+-- Helpers for the benchmark rows of `make bench`: settings, running and
+-- timing programs, comparing two commands side by side, fixtures.
+--
+-- Every timing here is wall time from the spawn of a program to its exit,
+-- read with the monotonic clock of the event loop (core.now). Both sides
+-- of a comparison are spawned the same way, so the cost of spawning is
+-- in both.
+
+local core = require "borg.core"
+
+local bench = {}
+
+bench.top = os.getenv("BORGLUA_TOP") or "."
+bench.borglua = os.getenv("BORGLUA") or (bench.top .. "/build/borglua")
+bench.python = os.getenv("BORG_PYTHON") or "/usr/bin/python3"
+bench.borg = os.getenv("BENCH_BORG") or "borg"
+-- Tiny sizes and one run per measurement: checks that every row still
+-- works, and judges no goal.
+bench.smoke = os.getenv("BENCH_SMOKE") == "1"
+
+-- Return the environment variable name as a positive integer, or
+-- default (smoke_default in smoke mode). Raises on a value that is not
+-- a positive integer.
+function bench.setting(name, default, smoke_default)
+  local text = os.getenv(name)
+  if text == nil or text == "" then
+    if bench.smoke and smoke_default then
+      return smoke_default
+    end
+    return default
+  end
+  local value = math.tointeger(tonumber(text))
+  if value == nil or value < 1 then
+    error(string.format("%s must be a positive integer, got '%s'", name, text), 0)
+  end
+  return value
+end
+
+-- Return text quoted for /bin/sh.
+function bench.quote(text)
+  return "'" .. tostring(text):gsub("'", "'\\''") .. "'"
+end
+
+-- Run a shell command; raise when it fails. For fixtures only, never
+-- for what is measured.
+function bench.shell(command)
+  local ok, how, status = os.execute(command)
+  if not ok then
+    error(string.format("command failed (%s %s): %s", how, status, command), 0)
+  end
+end
+
+-- Return a new temporary directory.
+function bench.tmpdir()
+  local pipe = assert(io.popen("mktemp -d -t borglua-bench.XXXXXX"))
+  local dir = pipe:read("l")
+  pipe:close()
+  assert(dir and dir:find("/borglua%-bench%.%w+$"), "mktemp failed")
+  return dir
+end
+
+-- Remove a directory made by bench.tmpdir or under build/bench.
+function bench.remove(dir)
+  assert(dir:find("/borglua%-bench%.%w+") or dir:find("/build/bench"),
+    "refusing to remove " .. dir)
+  bench.shell("rm -rf " .. bench.quote(dir))
+end
+
+-- Return the environment for the programs measured, as a list of
+-- "NAME=value": the host's without its BORG_ variables, so that the
+-- developer's settings do not change the figures, plus vars.
+function bench.env(vars)
+  local list = {}
+  for name, value in pairs(core.environ()) do
+    if not name:find("^BORG_") and vars[name] == nil then
+      list[#list + 1] = name .. "=" .. value
+    end
+  end
+  for name, value in pairs(vars) do
+    list[#list + 1] = name .. "=" .. value
+  end
+  table.sort(list)
+  return list
+end
+
+-- Run argv (program first) to its end and return the seconds it took and
+-- its stdout (when options.capture is true). options.env is the
+-- environment list; options.cwd the working directory. Raises when the
+-- program cannot start or exits with a status other than 0.
+function bench.run(argv, options)
+  options = options or {}
+  local stderr = {}
+  local started = core.now()
+  local proc, errname, message = core.spawn {
+    file = argv[1], args = argv, env = options.env, cwd = options.cwd,
+    stdout = options.capture and "whole" or "null",
+  }
+  if proc == nil then
+    error(string.format("cannot run %s: %s (%s)", argv[1], message, errname), 0)
+  end
+  local output, rc, signal
+  while rc == nil do
+    local kind, data, extra = proc:read(true)
+    if kind == "stdout" then
+      output = data
+    elseif kind == "stderr" then
+      stderr[#stderr + 1] = data
+      if #stderr > 20 then
+        table.remove(stderr, 1)
+      end
+    elseif kind == "exit" then
+      rc, signal = data, extra
+    end
+  end
+  local elapsed = core.now() - started
+  if rc ~= 0 or signal ~= 0 then
+    error(string.format("%s exited with status %d (signal %d):\n%s",
+      table.concat(argv, " "), rc, signal, table.concat(stderr, "\n")), 0)
+  end
+  return elapsed, output
+end
+
+-- Return the median of a list of numbers.
+function bench.median(values)
+  local sorted = table.move(values, 1, #values, 1, {})
+  table.sort(sorted)
+  local n = #sorted
+  if n % 2 == 1 then
+    return sorted[(n + 1) // 2]
+  end
+  return (sorted[n // 2] + sorted[n // 2 + 1]) / 2
+end
+
+-- Measure two commands side by side: a() and b() each run one command
+-- and return its seconds; they run in turn, a b a b ..., runs times each
+-- after `warmup` pairs that are not counted. Returns the medians of a,
+-- of b, of the ratios a/b taken pair by pair, and of the differences
+-- a - b, so that a drift in the machine's speed during the run affects
+-- both sides of each pair alike.
+function bench.pairs(runs, warmup, a, b)
+  for _ = 1, warmup do
+    a()
+    b()
+  end
+  local as, bs, ratios, differences = {}, {}, {}, {}
+  for i = 1, runs do
+    as[i] = a()
+    bs[i] = b()
+    ratios[i] = as[i] / bs[i]
+    differences[i] = as[i] - bs[i]
+  end
+  return {
+    a = bench.median(as), b = bench.median(bs),
+    ratio = bench.median(ratios), difference = bench.median(differences),
+    runs = runs,
+  }
+end
+
+-- Return seconds formatted for the table: milliseconds below 1 s.
+function bench.seconds(value)
+  if value < 1 then
+    return string.format("%.1f ms", value * 1000)
+  end
+  return string.format("%.2f s", value)
+end
+
+-- Return the directory for data kept between runs of the benchmark.
+function bench.cache_dir()
+  return bench.top .. "/build/bench"
+end
+
+-- Return a list of the positional arguments of borg for an init that
+-- makes an unencrypted repository at path.
+function bench.init_argv(path)
+  return { bench.borg, "init", "--encryption=none", path }
+end
+
+-- Return a tree of count files of size bytes of random data under
+-- dir/name, spread over subdirectories; return its path.
+function bench.random_tree(dir, name, count, size)
+  local root = dir .. "/" .. name
+  bench.shell("mkdir -p " .. bench.quote(root))
+  for i = 1, count do
+    bench.shell(string.format("head -c %d /dev/urandom > %s", size,
+      bench.quote(string.format("%s/file-%04d", root, i))))
+  end
+  return root
+end
+
+return bench

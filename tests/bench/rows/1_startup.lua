@@ -1,0 +1,40 @@
+-- Row 1: the start-up of borglua, against plain Lua and against what a
+-- Python program pays to import borg's own code.
+--
+-- BENCH_STARTUP_RUNS: pairs measured (default 30).
+
+return {
+  name = "startup",
+  run = function(bench)
+    local runs = bench.setting("BENCH_STARTUP_RUNS", 30, 2)
+    local function borglua()
+      return bench.run { bench.borglua, "-e", "" }
+    end
+    local function lua()
+      return bench.run { "lua5.4", "-e", "" }
+    end
+    local function python()
+      return bench.run { bench.python, "-c", "import borg.archiver" }
+    end
+    local vs_lua = bench.pairs(runs, 3, borglua, lua)
+    local vs_python = bench.pairs(math.max(runs // 3, 1), 1, borglua, python)
+    local method = string.format("wall time from spawn to exit, %d pairs run in turn"
+      .. " after %%d not counted, median of the pairwise %%s", runs)
+    return {
+      {
+        id = "1a", measure = "startup: borglua -e '' vs lua5.4 -e ''",
+        a = bench.seconds(vs_lua.a), b = bench.seconds(vs_lua.b),
+        result = string.format("%+.1f ms", vs_lua.difference * 1000),
+        goal = "≤ +2 ms", met = vs_lua.difference <= 0.002,
+        method = string.format(method, 3, "differences A - B"),
+      },
+      {
+        id = "1b", measure = "startup: borglua -e '' vs python3 -c 'import borg.archiver'",
+        a = bench.seconds(vs_python.a), b = bench.seconds(vs_python.b),
+        result = string.format("× %.3f", vs_python.ratio),
+        method = string.format("as 1a with %d pairs after 1 not counted, median of the"
+          .. " pairwise ratios A / B; %s", vs_python.runs, bench.python),
+      },
+    }
+  end,
+}
