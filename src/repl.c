@@ -285,6 +285,10 @@ static const char *edit_line(session *s, int *interrupted) {
   sigemptyset(&on_int.sa_mask);
   on_int.sa_flags = 0; /* no SA_RESTART: the read must fail with EINTR */
   sigaction(SIGINT, &on_int, &saved);
+  /* libedit tracks SIGWINCH only with EL_SIGNAL, whose handlers resend
+   * each signal to the whole process group; asking for the size before
+   * each line follows a resize made between two lines. */
+  el_resize(s->el);
   line = el_gets(s->el, &count);
   err = errno;
   sigaction(SIGINT, &saved, NULL);

@@ -93,8 +93,18 @@ describe("repl.complete", function()
   it("completes the options of the command being called", function()
     assert.are.equal("ression=", (repl.complete('borg.create{ "/r::a", comp')))
     assert.are.equal("st=", (repl.complete('borg.list({ "/r",\n la')))
+    assert.are.equal("evel=", (repl.complete('borg.check{ "/r", log_l')))
     -- After "=" comes a value, which is a global name, not an option.
     assert.are.equal("int", (repl.complete('borg.create{ compression = pr')))
+  end)
+
+  it("completes the run options in the second table", function()
+    assert.are.equal("meout=", (repl.complete('borg.create({ "/r::a", "/" }, { ti')))
+    local insert, listing = repl.complete('borg.create({ "/r::a", "/" }, { cwd = "/",'
+      .. ' on_', 80)
+    assert.are.equal("", insert)
+    assert.are.equal("on_file=      on_log=       on_progress=", listing)
+    assert.are.equal("", (repl.complete('print({ "/r" }, { ti')))
   end)
 
   it("completes the commands and options of an instance", function()

@@ -21,10 +21,12 @@ call.LOG_LEVELS = { debug = true, info = true, warning = true, error = true,
 
 -- Keys of the first table that configure the library, not borg.
 local LIBRARY_KEYS = { log_level = true, log_json = true }
+call.LIBRARY_KEYS = LIBRARY_KEYS
 
 -- Keys of the second table (how to run the command).
 local RUN_KEYS = { "cwd", "env", "on_file", "on_log", "on_progress", "stdin",
                    "timeout" }
+call.RUN_KEYS = RUN_KEYS
 local IS_RUN_KEY = {}
 for _, name in ipairs(RUN_KEYS) do
   IS_RUN_KEY[name] = true

@@ -9,6 +9,7 @@
 -- Nothing here raises on odd values: a table with a failing __tostring
 -- or a metatable that hides itself is still shown.
 
+local call = require "borg.call"
 local catalogue = require "borg.catalogue"
 local errors = require "borg.errors"
 
@@ -270,13 +271,53 @@ local function scan(text)
   return false, open
 end
 
--- Return the command name when the text before position `brace` (an open
--- "{") calls a borg command, as in borg.create{ or api:list({.
-local function command_before(text, brace)
-  local before = text:sub(1, brace - 1)
-  local name = before:match("[%.:]%s*([%a_][%w_]*)%s*%(?%s*$")
+-- Return the command name when the text before position `open` (of "{"
+-- or "(") calls a borg command, as in borg.create{ or api:list(.
+local function command_before(text, open)
+  local before = text:sub(1, open - 1)
+  local name = before:match("[%.:]%s*([%a_][%w_]*)%s*$")
   if name and catalogue.commands[name] then
     return name
+  end
+  return nil
+end
+
+-- Return the set of key names for the table being written at the end of
+-- text, when it is an argument of a borg command call: the command's
+-- options (and the library's own keys) in its first table, the run
+-- options in its second. Return nil anywhere else.
+local function argument_keys(text, open, start)
+  local last = open[#open]
+  if last == nil or last[1] ~= "{" then
+    return nil
+  end
+  local between = text:sub(last[2] + 1, start)
+  if not (between:find("^%s*$") or between:find("[,;]%s*$")) then
+    return nil -- after "key =": a value, not a key
+  end
+  local before = text:sub(1, last[2] - 1)
+  local command = command_before(text, last[2])
+  local outer = open[#open - 1]
+  if command == nil and before:find("%(%s*$") and outer and outer[1] == "(" then
+    command = command_before(text, outer[2]) -- name({ ...
+  end
+  local names = {}
+  if command then
+    for name in pairs(call.LIBRARY_KEYS) do
+      names[name] = true
+    end
+    for name in pairs(catalogue.commands[command].options) do
+      names[name] = true
+    end
+    return names
+  end
+  command = outer and outer[1] == "(" and before:find(",%s*$")
+    and command_before(text, outer[2])
+  if command then
+    for _, name in ipairs(call.RUN_KEYS) do
+      names[name] = true
+    end
+    return names
   end
   return nil
 end
@@ -400,17 +441,9 @@ local function candidates(text)
   end
   word = path
   -- Inside borg.create{ at a key: the option names of that command.
-  local last = open[#open]
-  if last and last[1] == "{" then
-    local between = text:sub(last[2] + 1, start)
-    local command = command_before(text, last[2])
-    if command and (between:find("^%s*$") or between:find("[,;]%s*$")) then
-      local names = { log_level = true, log_json = true }
-      for name in pairs(catalogue.commands[command].options) do
-        names[name] = true
-      end
-      return matching(names, word, "="), word
-    end
+  local keys = argument_keys(text, open, start)
+  if keys then
+    return matching(keys, word, "="), word
   end
   local names = {}
   add_fields(names, _G, 0)
