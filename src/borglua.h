@@ -2,9 +2,17 @@
  * borglua.h: the public C API of borglua, a Lua 5.4 host for borgbackup.
  *
  * A program that embeds borglua creates a state with borglua_newstate(),
- * runs policy code with borglua_dostring() or borglua_dofile(), and
- * closes it with borglua_close(). Link with `pkg-config --libs borglua`.
- * Every other symbol of the library is internal.
+ * runs policy code with borglua_dostring() or borglua_dofile(), reads
+ * results with the ordinary Lua C API, and closes the state with
+ * borglua_close(). A program that makes its own state calls
+ * borglua_openlibs() on it instead. scripts/embed-example.c is a whole
+ * example. Link libborglua.so with `pkg-config --cflags --libs borglua`;
+ * to link libborglua.a instead, give its path followed by `pkg-config
+ * --libs lua5.4 libuv` and -lm. Every other symbol of the library is
+ * internal.
+ *
+ * The borg calls of one state run on that state's own event loop; use a
+ * state from one thread at a time, as with any lua_State.
  */
 #ifndef BORGLUA_H
 #define BORGLUA_H
@@ -32,7 +40,9 @@ BORGLUA_API const char *borglua_version(void);
 BORGLUA_API lua_State *borglua_newstate(void);
 
 /* Make cjson and borg loadable with require in an existing state L (for
- * a host that creates its own state). Does not raise. */
+ * a host that creates its own state); it sets no global. To also have the
+ * global `borg`, call luaL_requiref(L, "borg", luaopen_borg, 1) and pop
+ * the table it leaves. Does not raise. */
 BORGLUA_API void borglua_openlibs(lua_State *L);
 
 /* The Lua C module entry: pushes the borg table. Stock Lua finds it in
