@@ -29,6 +29,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "borglua.h"
 #include "core.h"
 #include "repl.h"
 
@@ -400,6 +401,11 @@ int borglua__repl(lua_State *L) {
     return 2;
   }
 
+  if (s.el != NULL) {
+    printf("borglua %s (%s): Tab completes names, Ctrl-D ends the session\n",
+           borglua_version(), LUA_VERSION);
+    fflush(stdout);
+  }
   while ((got = read_line(&s)) != 0) {
     if (got < 0) {
       fputc('\n', stdout);

@@ -202,7 +202,8 @@ describe("the prompt in a terminal", function()
       .. q(command))
     assert.are.equal(0, status)
     tmux("set-option -t repl remain-on-exit on")
-    wait_for("^>$")
+    wait_for("^borglua %d+%.%d+%.%d+ %(Lua 5%.4%): Tab completes names, Ctrl%-D ends"
+      .. " the session\n>$")
 
     type_text("borg.cre")
     press("Tab")
@@ -230,9 +231,9 @@ describe("the prompt in a terminal", function()
 
     -- A new session recalls the last line with the up arrow.
     tmux("respawn-pane -k -t repl " .. q(command))
-    wait_for("^>$")
+    wait_for("session\n>$")
     press("Up")
-    wait_for('^> borg%.list{ "[^"]*", last=1 }$')
+    wait_for('\n> borg%.list{ "[^"]*", last=1 }$')
     press("C-u")
     press("C-d")
     wait_for("Pane is dead")
