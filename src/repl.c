@@ -79,8 +79,9 @@ static void call_module(session *s, const char *name, int nargs,
   lua_getfield(L, s->module, name);
   lua_insert(L, -nargs - 1);
   if (lua_pcall(L, nargs, nresults, 0) != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
     fprintf(stderr, "borglua: borg.repl.%s: %s\n", name,
-            lua_tostring(L, -1));
+            msg ? msg : "(error object is not a string)");
     lua_pop(L, 1);
     for (i = 0; i < nresults; i++)
       lua_pushnil(L);
@@ -89,7 +90,7 @@ static void call_module(session *s, const char *name, int nargs,
 
 
 /* libedit's Tab function: completes the word before the cursor, or lists
- * the candidates when several remain. Never raises. */
+ * the candidates when several remain. Raises only when memory runs out. */
 static unsigned char complete(EditLine *el, int ch) {
   session *s = get_session(el);
   lua_State *L = s->L;
