@@ -489,7 +489,15 @@ static void stop_signals(core_loop *cl) {
   int i;
   if (!cl->signals_on || cl->nlive > 0)
     return;
+  /* The watchers are unreferenced, and uv_run returns at once from a loop
+   * with no referenced handle, so they are referenced for this one run. */
+  for (i = 0; i < NFORWARDED; i++)
+    if (cl->watching[i])
+      uv_ref((uv_handle_t *)&cl->watchers[i]);
   uv_run(&cl->loop, UV_RUN_NOWAIT);
+  for (i = 0; i < NFORWARDED; i++)
+    if (cl->watching[i])
+      uv_unref((uv_handle_t *)&cl->watchers[i]);
   if (cl->nlive > 0)
     return;
   for (i = 0; i < NFORWARDED; i++) {
