@@ -3,6 +3,8 @@
 #   make         check the Debian packages, then build everything in build/
 #   make test    run the specs against the real borg
 #   make demo    run scripts/nightly.lua twice on real files
+#   make bench   measure borglua against bare borg and plain Lua (minutes;
+#                sizes in tests/bench/rows/*.lua, BENCH_SMOKE=1 for tiny ones)
 #   make catalogue  regenerate lua/borg/catalogue.lua from the installed borg
 #   make install PREFIX=/usr/local DESTDIR=   install; make uninstall removes it
 
@@ -33,7 +35,7 @@ LIBS = $(shell pkg-config --libs lua5.4 libuv 2>/dev/null)
 UV_LIBS = $(shell pkg-config --libs libuv 2>/dev/null)
 EDIT_LIBS = $(shell pkg-config --libs libedit 2>/dev/null)
 
-.PHONY: all deps test demo catalogue clean check-catalogue install uninstall
+.PHONY: all deps test demo bench catalogue clean check-catalogue install uninstall
 
 all: deps
 	@$(MAKE) --no-print-directory binaries
@@ -124,6 +126,12 @@ test: all
 
 demo: all
 	sh scripts/demo.sh
+
+# Not part of `make test`, which runs a smoke version with tiny sizes
+# (tests/bench_spec.lua).
+bench: all
+	BORGLUA=$(CURDIR)/$(BUILD)/borglua BORGLUA_TOP=$(CURDIR) \
+	  BORG_PYTHON=$(BORG_PYTHON) $(BUILD)/borglua tests/bench/run.lua $(ROWS)
 
 catalogue:
 	$(BORG_PYTHON) scripts/gen-catalogue.py > lua/borg/catalogue.lua

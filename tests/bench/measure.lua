@@ -66,6 +66,18 @@ function bench.remove(dir)
   bench.shell("rm -rf " .. bench.quote(dir))
 end
 
+-- Call fn(dir) with a new temporary directory, remove the directory
+-- afterwards even when fn raised, and return what fn returned.
+function bench.with_tmpdir(fn)
+  local dir = bench.tmpdir()
+  local ok, result = pcall(fn, dir)
+  bench.remove(dir)
+  if not ok then
+    error(result, 0)
+  end
+  return result
+end
+
 -- Return the environment for the programs measured, as a list of
 -- "NAME=value": the host's without its BORG_ variables, so that the
 -- developer's settings do not change the figures, plus vars.

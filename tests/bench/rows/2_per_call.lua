@@ -12,10 +12,9 @@ return {
   run = function(bench)
     local calls = bench.setting("BENCH_CALLS", 3, 2)
     local runs = bench.setting("BENCH_CALL_RUNS", 9, 1)
-    local dir = bench.tmpdir()
-    local env = bench.env { BORG_BASE_DIR = dir .. "/base" }
-    local repo = dir .. "/repo"
-    local ok, result = pcall(function()
+    return bench.with_tmpdir(function(dir)
+      local repo = dir .. "/repo"
+      local env = bench.env { BORG_BASE_DIR = dir .. "/base" }
       bench.run(bench.init_argv(repo), { env = env })
       bench.run({ bench.borg, "create", repo .. "::one", bench.top .. "/src" }, { env = env })
       -- The argv that borglua builds for the call, so that the shell runs
@@ -39,7 +38,7 @@ return {
           return seconds
         end,
         function() return bench.run(shell_argv, { env = env }) end)
-      return {
+      return { {
         id = "2", measure = string.format("%d × list --json: borglua vs shell", calls),
         a = bench.seconds(measured.a), b = bench.seconds(measured.b),
         result = string.format("× %.3f", measured.ratio),
@@ -51,12 +50,7 @@ return {
           .. " call of the shell's wall time",
           calls, table.concat(run.argv, " "), calls, runs,
           bench.median(host_cpu) * 1000, bench.seconds(measured.b / calls)),
-      }
+      } }
     end)
-    bench.remove(dir)
-    if not ok then
-      error(result, 0)
-    end
-    return { result }
   end,
 }
