@@ -1,0 +1,62 @@
+-- Row 4: a create of "-" fed by a Lua function through the run table's
+-- stdin, against borg create reading the same bytes from a file.
+--
+-- BENCH_STREAM_MB: MiB of random data (default 1024);
+-- BENCH_STREAM_RUNS: pairs (default 3).
+
+local borg = require "borg"
+
+return {
+  name = "stream",
+  unavailable = function()
+    -- A build without streaming stdin rejects the function before borg
+    -- starts; with it, borg runs and fails on the missing repository.
+    local ok, err = pcall(borg.create, { "/nonexistent/borglua-bench::a", "-" },
+      { stdin = function() return nil end })
+    if not ok and borg.is_error(err) and err.kind == "usage" then
+      return "a function as stdin is not supported in this build: " .. err.message
+    end
+    return nil
+  end,
+  run = function(bench)
+    local size = bench.setting("BENCH_STREAM_MB", 1024, 4)
+    local runs = bench.setting("BENCH_STREAM_RUNS", 3, 1)
+    return bench.with_tmpdir(function(dir)
+      local env = bench.env { BORG_BASE_DIR = dir .. "/base" }
+      local data = dir .. "/data"
+      bench.shell(string.format("head -c %dM /dev/urandom > %s", size, bench.quote(data)))
+      local repo = dir .. "/repo"
+      -- A new repository for each run, so that nothing is deduplicated
+      -- against an earlier run.
+      local function timed(argv)
+        bench.run(bench.init_argv(repo), { env = env })
+        local seconds = bench.run(argv, { env = env })
+        bench.remove(repo)
+        return seconds
+      end
+      local measured = bench.pairs(runs, 0,
+        function()
+          return timed { bench.borglua, bench.top .. "/tests/bench/stream_create.lua",
+            repo .. "::a", data }
+        end,
+        function()
+          return timed { "sh", "-c", "exec \"$@\" < \"$0\"", data, bench.borg, "create",
+            repo .. "::a", "-" }
+        end)
+      local throughput = 1 / measured.ratio
+      local mib = size / measured.a
+      return { {
+        id = "4", measure = string.format("create of %d MiB from stdin: Lua function vs"
+          .. " borg create - < file", size),
+        a = string.format("%.0f MiB/s", mib), b = string.format("%.0f MiB/s", size / measured.b),
+        result = string.format("× %.3f", throughput),
+        goal = "≥ 0.95", met = throughput >= 0.95,
+        method = string.format("A: borglua tests/bench/stream_create.lua, a function"
+          .. " returning 1 MiB reads of the file as the run table's stdin; B: sh running"
+          .. " borg create repo::a - < file; random data, a new unencrypted repository"
+          .. " each run; %d pairs run in turn, throughput ratio = median of the pairwise"
+          .. " ratios of wall time B / A", runs),
+      } }
+    end)
+  end,
+}
