@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -47,7 +48,7 @@
 #define MAX_TIMER_MS 1e12
 #define MAX_STDIO 64
 
-enum out_mode { OUT_WHOLE, OUT_LINES, OUT_CHUNKS, OUT_NULL };
+enum out_mode { OUT_WHOLE, OUT_LINES, OUT_CHUNKS, OUT_NULL, OUT_INHERIT };
 enum ev_type { EV_STDOUT, EV_LINE, EV_STDERR };
 
 typedef struct event {
@@ -741,18 +742,21 @@ static int setup_fds(lua_State *L, uv_stdio_container_t *stdio, int *count,
 
 
 static const char *const out_modes[] = {"whole", "lines", "chunks", "null",
-                                        NULL};
+                                        "inherit", NULL};
 
 
-/* core.spawn{ file=, args={...}, env={"K=V",...}, cwd=, stdin="null"|"pipe",
- * stdout="whole"|"lines"|"chunks"|"null", fds={[n]=data}, timeout=s,
- * grace=s, max_line=n } -> process | nil, errname, message */
+/* core.spawn{ file=, args={...}, env={"K=V",...}, cwd=,
+ * stdin="null"|"pipe"|"inherit", stdout="whole"|"lines"|"chunks"|"null"|
+ * "inherit", stderr="pipe"|"inherit", fds={[n]=data}, timeout=s, grace=s,
+ * max_line=n } -> process | nil, errname, message
+ * "inherit" hands the host's own descriptor to the child unchanged. */
 static int core_spawn(lua_State *L) {
   core_loop *cl = get_loop(L);
   uv_process_options_t opt;
   uv_stdio_container_t stdio[MAX_STDIO];
   int readends[MAX_STDIO];
-  int nread, count = 3, r, i, stdin_pipe = 0;
+  int nread, count = 3, r, i, stdin_pipe = 0, stdin_inherit = 0;
+  int stderr_inherit = 0;
   double timeout = 0;
   proc *p, **ud;
 
@@ -780,12 +784,18 @@ static int core_spawn(lua_State *L) {
   lua_getfield(L, 1, "stdin");                         /* 8: stdin */
   stdin_pipe = lua_isstring(L, -1) &&
                strcmp(lua_tostring(L, -1), "pipe") == 0;
+  stdin_inherit = lua_isstring(L, -1) &&
+                  strcmp(lua_tostring(L, -1), "inherit") == 0;
   lua_getfield(L, 1, "stdout");                        /* 9: stdout */
   r = luaL_checkoption(L, 9, "whole", out_modes);
   if (field_type(L, 1, "timeout") == LUA_TNUMBER)      /* 10 */
     timeout = lua_tonumber(L, -1);
   if (field_type(L, 1, "fds") == LUA_TTABLE)           /* 11: fds */
     check_fds(L, 11);
+  lua_getfield(L, 1, "stderr");
+  stderr_inherit = lua_isstring(L, -1) &&
+                   strcmp(lua_tostring(L, -1), "inherit") == 0;
+  lua_pop(L, 1);
 
   p = calloc(1, sizeof *p);
   if (p == NULL)
@@ -818,14 +828,26 @@ static int core_spawn(lua_State *L) {
 
   stdio[0].flags = stdin_pipe ? UV_CREATE_PIPE | UV_READABLE_PIPE : UV_IGNORE;
   stdio[0].data.stream = (uv_stream_t *)&p->in;
+  if (stdin_inherit) {
+    stdio[0].flags = UV_INHERIT_FD;
+    stdio[0].data.fd = 0;
+  }
   if (p->out_mode == OUT_NULL) {
     stdio[1].flags = UV_IGNORE;
+  } else if (p->out_mode == OUT_INHERIT) {
+    stdio[1].flags = UV_INHERIT_FD;
+    stdio[1].data.fd = 1;
   } else {
     stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
     stdio[1].data.stream = (uv_stream_t *)&p->out;
   }
-  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[2].data.stream = (uv_stream_t *)&p->err;
+  if (stderr_inherit) {
+    stdio[2].flags = UV_INHERIT_FD;
+    stdio[2].data.fd = 2;
+  } else {
+    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[2].data.stream = (uv_stream_t *)&p->err;
+  }
   for (i = 3; i < MAX_STDIO; i++)
     stdio[i].flags = UV_IGNORE;
   nread = 0;
@@ -876,11 +898,14 @@ static int core_spawn(lua_State *L) {
   } else {
     close_handle((uv_handle_t *)&p->in, &p->in_open);
   }
-  if (p->out_mode == OUT_NULL)
+  if (p->out_mode == OUT_NULL || p->out_mode == OUT_INHERIT)
     close_handle((uv_handle_t *)&p->out, &p->out_open);
   else
     uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read_out);
-  uv_read_start((uv_stream_t *)&p->err, on_alloc, on_read_err);
+  if (stderr_inherit)
+    close_handle((uv_handle_t *)&p->err, &p->err_open);
+  else
+    uv_read_start((uv_stream_t *)&p->err, on_alloc, on_read_err);
   if (timer_ms(timeout) > 0)
     uv_timer_start(&p->timer, on_timeout, timer_ms(timeout), 0);
 
@@ -1157,6 +1182,62 @@ static int core_environ(lua_State *L) {
 }
 
 
+/* A timer that core.sleep runs the loop for. */
+typedef struct sleeper {
+  uv_timer_t timer;
+  int fired, closed;
+} sleeper;
+
+
+static void on_sleep_timer(uv_timer_t *t) {
+  ((sleeper *)t->data)->fired = 1;
+}
+
+
+static void on_sleep_close(uv_handle_t *h) {
+  ((sleeper *)h->data)->closed = 1;
+}
+
+
+/* core.sleep(seconds): run the loop that long, so children's output keeps
+ * flowing into their queues; returns early when a signal interrupted the
+ * host. */
+static int core_sleep(lua_State *L) {
+  core_loop *cl = get_loop(L);
+  double seconds = luaL_checknumber(L, 1);
+  sleeper z;
+  memset(&z, 0, sizeof z);
+  uv_timer_init(&cl->loop, &z.timer);
+  z.timer.data = &z;
+  uv_timer_start(&z.timer, on_sleep_timer,
+                 seconds > 0 ? timer_ms(seconds) : 0, 0);
+  while (!z.fired && !cl->interrupted)
+    uv_run(&cl->loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&z.timer, on_sleep_close);
+  while (!z.closed)
+    uv_run(&cl->loop, UV_RUN_ONCE);
+  return 0;
+}
+
+
+/* core.device(path) -> device number, inode | nil, errname, message
+ * A directory whose device differs from its parent's is a mount point. */
+static int core_device(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    int e = errno;
+    lua_pushnil(L);
+    lua_pushstring(L, uv_err_name(-e));
+    lua_pushstring(L, strerror(e));
+    return 3;
+  }
+  lua_pushinteger(L, (lua_Integer)st.st_dev);
+  lua_pushinteger(L, (lua_Integer)st.st_ino);
+  return 2;
+}
+
+
 /* core.now() -> monotonic time in seconds */
 static int core_now(lua_State *L) {
   lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
@@ -1203,6 +1284,7 @@ static const luaL_Reg proc_methods[] = {
 
 
 static const luaL_Reg core_functions[] = {
+  {"device", core_device},
   {"environ", core_environ},
   {"forget_interrupt", core_forget_interrupt},
   {"interrupted", core_interrupted},
@@ -1210,6 +1292,7 @@ static const luaL_Reg core_functions[] = {
   {"live", core_live},
   {"now", core_now},
   {"realpath", core_realpath},
+  {"sleep", core_sleep},
   {"spawn", core_spawn},
   {"step", core_step},
   {NULL, NULL}

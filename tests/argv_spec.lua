@@ -172,7 +172,7 @@ describe("argument vector", function()
     local saved = call.MAX_STDOUT
     call.MAX_STDOUT = 10
     local inst = helpers.fake_instance(dir, { env = { FAKE_BORG_STDOUT = "0123456789ab" } })
-    local ok, err = pcall(inst.break_lock, { "/r" })
+    local ok, err = pcall(inst.key_export, { "/r" })
     call.MAX_STDOUT = saved
     assert.is_false(ok)
     assert.are.equal("decode", err.kind)

@@ -150,24 +150,38 @@ local function prepare(inst, command, args, run)
   local call_env = env.check(command, run.env, "run option 'env'")
   local merged = merge(inst, command, spec, args)
   local level = check_levels(command, merged, inst)
+  local ctx = { command = command, run = run, log_level = level,
+                max_stdout = call.MAX_STDOUT, inst = inst,
+                timeout = run.timeout, merged = merged,
+                definition = commands[command] or commands.generic }
+  -- Some commands take arguments that are not borg's own (config's
+  -- changes, with_lock's argv array); normalize turns them into borg's.
+  if ctx.definition.normalize then
+    ctx.definition.normalize(merged, ctx)
+  end
   -- Check the caller's arguments before the plan adds its own.
   argv.build(command, spec, merged, {}, LIBRARY_KEYS)
 
-  local ctx = { command = command, run = run, log_level = level,
-                max_stdout = call.MAX_STDOUT,
-                timeout = run.timeout, merged = merged,
-                definition = commands[command] or commands.generic }
   ctx.plan = ctx.definition.plan(merged, ctx)
   -- At --critical borg would hide the ERROR record that carries the
   -- msgid of a failure, so borg runs at --error and the host hides what
   -- is below the requested level.
-  local extra = { "--log-json" }
-  if level ~= "warning" then
-    extra[2] = "--" .. (level == "critical" and "error" or level)
+  local extra = {}
+  if not ctx.plan.plain_log then
+    extra[1] = "--log-json"
   end
-  local words = argv.build(command, spec, merged, extra, LIBRARY_KEYS)
-  ctx.argv = { inst.program }
-  table.move(words, 1, #words, 2, ctx.argv)
+  if level ~= "warning" then
+    extra[#extra + 1] = "--" .. (level == "critical" and "error" or level)
+  end
+  -- A plan with steps runs borg once per step, each with its own
+  -- arguments; any other runs it once with the merged arguments.
+  ctx.argvs = {}
+  for i, step in ipairs(ctx.plan.steps or { merged }) do
+    local words = argv.build(command, spec, step, extra, LIBRARY_KEYS)
+    ctx.argvs[i] = { inst.program }
+    table.move(words, 1, #words, 2, ctx.argvs[i])
+  end
+  ctx.argv = ctx.argvs[1]
   ctx.env = env.list(env.apply(env.apply(env.host(), inst.env), call_env))
   return ctx
 end
@@ -215,6 +229,7 @@ local function job_for(ctx, items)
     env = ctx.env,
     cwd = run.cwd,
     stdin = run.stdin,
+    stdio = plan.stdio,
     timeout = run.timeout,
     stdout = plan.stdout,
     max_stdout = ctx.max_stdout,
@@ -350,21 +365,46 @@ local function new_run(outcome, ctx)
 end
 
 -- Run command on instance inst with the call's args and run tables;
--- return the result and the run table.
+-- return the result and the run table. A plan with steps runs borg once
+-- per step; the outcome of the last one carries them all in `steps`.
 function call.run(inst, command, args, run)
   local ctx = prepare(inst, command, args, run)
-  local items = {}
+  if ctx.definition.start then
+    -- A command that outlives the call (mount) manages its own process.
+    return ctx.definition.start(ctx, job_for(ctx, {}))
+  end
   -- Inside borg.parallel, wait while another function's call runs on
   -- the same repository.
   local hold <close> = scheduler.hold(scheduler.in_task()
     and location.of_call(catalogue.commands[command], ctx.merged, ctx.env, ctx.run.cwd))
-  local outcome = process.run(job_for(ctx, items))
-  outcome.items = items
-  judge(outcome, ctx)
-  if outcome.rc == 1 then
-    state.warned = true
+  local outcome, steps, duration = nil, {}, 0
+  for i, step_argv in ipairs(ctx.argvs) do
+    ctx.argv = step_argv
+    local items = {}
+    local job = job_for(ctx, items)
+    outcome = process.run(job)
+    outcome.items = items
+    judge(outcome, ctx)
+    if outcome.rc == 1 then
+      state.warned = true
+    end
+    steps[i] = outcome
+    duration = duration + outcome.duration
   end
-  return ctx.definition.result(ctx.plan, outcome, ctx), new_run(outcome, ctx)
+  outcome.steps = steps
+  local result = ctx.definition.result(ctx.plan, outcome, ctx)
+  local info = new_run(outcome, ctx)
+  info.duration = duration
+  return result, info
+end
+
+-- Raise the error object for an outcome that is not a success (for
+-- commands that manage their own process).
+call.judge = judge
+
+-- Mark this process as having seen borg's warning status.
+function call.note_warning()
+  state.warned = true
 end
 
 return call

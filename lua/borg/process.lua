@@ -124,24 +124,28 @@ local function handle_stderr(job, state, line)
   end
 end
 
+-- Handle one event of proc; return true when it is the exit report.
+local function dispatch(job, state, kind, data, extra, timed_out)
+  if kind == "stderr" then
+    handle_stderr(job, state, data)
+  elseif kind == "line" then
+    job.on_line(data, extra)
+  elseif kind == "stdout" then
+    if job.stdout == "whole" then
+      state.stdout, state.stdout_truncated = data, extra
+    else
+      job.on_chunk(data)
+    end
+  elseif kind == "exit" then
+    state.rc, state.signal, state.timed_out = data, extra, timed_out
+    return true
+  end
+  return false
+end
+
 -- Read the events of proc until it exits, storing them in state.
 local function pump(job, state, proc)
-  while true do
-    local kind, data, extra, timed_out = scheduler.read(proc)
-    if kind == "stderr" then
-      handle_stderr(job, state, data)
-    elseif kind == "line" then
-      job.on_line(data, extra)
-    elseif kind == "stdout" then
-      if job.stdout == "whole" then
-        state.stdout, state.stdout_truncated = data, extra
-      else
-        job.on_chunk(data)
-      end
-    elseif kind == "exit" then
-      state.rc, state.signal, state.timed_out = data, extra, timed_out
-      return
-    end
+  while not dispatch(job, state, scheduler.read(proc)) do
   end
 end
 
@@ -176,22 +180,24 @@ function process.spawn_error(command, program, name, message, argv)
   }, 0)
 end
 
--- Run job and return its outcome. job fields: command, argv (with the
--- program first), masked_argv, env (list of "NAME=value"), cwd, timeout,
--- stdin (a string written to borg's stdin, or nil for /dev/null),
--- max_stdout (bytes of a whole stdout kept),
--- stdout ("whole", "lines", "chunks" or "null"), fds, on_line,
--- on_chunk, on_log, on_file, on_progress, print_log, capture_files,
--- capture_list, capture_stats.
-function process.run(job)
-  local started = core.now()
+-- Start job; return the process and the state that collects its
+-- outcome. job fields: command, argv (with the program first),
+-- masked_argv, env (list of "NAME=value"), cwd, timeout, stdin (a string
+-- written to borg's stdin, or nil for /dev/null), stdio ("inherit": borg
+-- gets the host's own stdin, stdout and stderr), max_stdout (bytes of a
+-- whole stdout kept), stdout ("whole", "lines", "chunks" or "null"), fds,
+-- on_line, on_chunk, on_log, on_file, on_progress, print_log,
+-- capture_files, capture_list, capture_stats.
+function process.start(job)
+  local inherit = job.stdio == "inherit"
   local proc, errname, message = core.spawn {
     file = job.argv[1],
     args = job.argv,
     env = job.env,
     cwd = job.cwd,
-    stdin = job.stdin and "pipe" or "null",
-    stdout = job.stdout or "null",
+    stdin = inherit and "inherit" or job.stdin and "pipe" or "null",
+    stdout = inherit and "inherit" or job.stdout or "null",
+    stderr = inherit and "inherit" or "pipe",
     fds = job.fds,
     timeout = job.timeout,
     max_stdout = job.max_stdout,
@@ -202,7 +208,7 @@ function process.run(job)
   local state = {
     log = {}, warnings = {}, errors = {}, files = {}, list_lines = {},
     stats_lines = {}, questions = {}, stderr = {}, stdout = nil,
-    pid = proc:pid(),
+    pid = proc:pid(), started = core.now(),
   }
   if job.stdin then
     -- NOTE: the whole string is queued at once; a streaming source that
@@ -213,6 +219,25 @@ function process.run(job)
     end
     proc:close_stdin()
   end
+  return proc, state
+end
+
+-- Handle what proc reported so far without waiting; return true once it
+-- has exited.
+function process.poll(job, state, proc)
+  while true do
+    local kind, data, extra, timed_out = proc:read(false)
+    if kind == nil then
+      return false
+    end
+    if dispatch(job, state, kind, data, extra, timed_out) then
+      return true
+    end
+  end
+end
+
+-- Wait for a started job to end and return its outcome.
+function process.finish(job, state, proc)
   local ok, err = pcall(pump, job, state, proc)
   if not ok then
     -- A callback raised: stop borg and wait for it, so that it releases
@@ -223,9 +248,15 @@ function process.run(job)
     until kind == "exit"
     error(err, 0)
   end
-  state.duration = core.now() - started
+  state.duration = core.now() - state.started
   state.interrupted = core.interrupted()
   return state
+end
+
+-- Run job and return its outcome (see process.start for job's fields).
+function process.run(job)
+  local proc, state = process.start(job)
+  return process.finish(job, state, proc)
 end
 
 return process

@@ -1,0 +1,175 @@
+-- mount and umount: borg runs `mount --foreground` as a child that the
+-- call manages. borg.mount returns a handle once the mount point is live;
+-- handle:umount() (or borg.umount on the same mount point) unmounts it
+-- and reaps the child.
+--
+--   local m <close> = borg.mount{ "/srv/repo::a", "/mnt/a" }
+--   print(io.open("/mnt/a/etc/hostname"):read("a"))
+--   m:umount()   -- also done when m goes out of scope
+
+local core = require "borg.core"
+local errors = require "borg.errors"
+local process = require "borg.process"
+
+local mount = {}
+
+-- Seconds to wait for the mount point to become live, and for borg to
+-- end after the file system was unmounted.
+local LIVE_WAIT = 120
+local EXIT_WAIT = 30
+local POLL = 0.05
+
+-- Handles of the mounts that are still live, by mount point as given.
+local live = {}
+
+-- Return true when path is the root of a file system other than its
+-- parent's.
+local function is_mount_point(path)
+  local dev = core.device(path)
+  local parent = core.device(path .. "/..")
+  return dev ~= nil and parent ~= nil and dev ~= parent
+end
+
+local Handle = {}
+Handle.__index = Handle
+
+-- Wait up to seconds for the mount child to end; return true when it did.
+local function wait_exit(handle, seconds)
+  local deadline = core.now() + seconds
+  while not process.poll(handle.job, handle.state, handle.proc) do
+    if core.now() > deadline then
+      return false
+    end
+    core.sleep(POLL)
+  end
+  return true
+end
+
+-- Reap the mount child: wait for it to end after the unmount, stop it
+-- when it does not, and raise its error when it failed.
+local function reap(handle)
+  if handle.reaped then
+    return
+  end
+  handle.reaped = true
+  live[handle.mountpoint] = nil
+  if not wait_exit(handle, EXIT_WAIT) then
+    handle.proc:kill()
+  end
+  local outcome = process.finish(handle.job, handle.state, handle.proc)
+  handle.rc = outcome.rc
+  require("borg.call").judge(outcome, handle.ctx)
+end
+
+-- Unmount the file system and reap borg. A second call does nothing.
+function Handle:umount(run)
+  if not self.reaped then
+    self.inst.umount({ self.mountpoint }, run)
+  end
+  return nil
+end
+
+-- `local m <close> = borg.mount{...}` unmounts when m goes out of scope.
+Handle.__close = function(self)
+  if not self.reaped then
+    self:umount()
+  end
+end
+
+Handle.__tostring = function(self)
+  return string.format("borg mount %s (pid %d%s)", self.mountpoint, self.pid,
+    self.reaped and ", unmounted" or "")
+end
+
+mount.mount = {
+  plan = function(args, ctx)
+    if type(args[2]) ~= "string" then
+      errors.usage("mount", "the mount point is missing: give it after the"
+        .. " repository or archive, as in borg.mount{ \"repo::a\", \"/mnt/a\" }")
+    end
+    if is_mount_point(args[2]) then
+      errors.usage("mount", "%s is a mount point already; unmount it first",
+        args[2])
+    end
+    if ctx.run.timeout then
+      errors.usage("mount", "run option 'timeout' would stop the mount while it"
+        .. " is in use; unmount with handle:umount() instead")
+    end
+    args.foreground = true
+    return { outputs = {}, stdout = "null" }
+  end,
+  -- Start borg, wait until the mount point is live, return the handle.
+  start = function(ctx, job)
+    local mountpoint = ctx.merged[2]
+    local print_log = job.print_log
+    if print_log then
+      -- borg 1.2 with pyfuse3 warns about trio on every unmount; the
+      -- warning is harmless and stays in run.log.
+      job.print_log = function(record)
+        if not tostring(record.message):find("Trio guest run got abandoned", 1, true) then
+          print_log(record)
+        end
+      end
+    end
+    local proc, state = process.start(job)
+    local handle = setmetatable({
+      mountpoint = mountpoint, pid = state.pid, argv = ctx.argv,
+      inst = ctx.inst, ctx = ctx, job = job, proc = proc, state = state,
+    }, Handle)
+    local deadline = core.now() + LIVE_WAIT
+    while not is_mount_point(mountpoint) do
+      if process.poll(job, state, proc) then
+        -- borg ended before the file system was live: report why.
+        handle.reaped = true
+        local outcome = process.finish(job, state, proc)
+        require("borg.call").judge(outcome, ctx)
+        error(errors.new {
+          kind = "borg", command = "mount", rc = outcome.rc, argv = ctx.argv,
+          message = "borg ended without mounting " .. mountpoint,
+        }, 0)
+      end
+      if core.now() > deadline or core.interrupted() then
+        handle.reaped = true
+        proc:kill()
+        process.finish(job, state, proc)
+        error(errors.new {
+          kind = "timeout", command = "mount", argv = ctx.argv,
+          message = string.format("%s was not mounted after %d s; borg was stopped",
+            mountpoint, LIVE_WAIT),
+        }, 0)
+      end
+      core.sleep(POLL)
+    end
+    live[mountpoint] = handle
+    return handle, { argv = ctx.argv, command = "mount", pid = state.pid }
+  end,
+}
+
+-- borg.umount{ mountpoint }: unmount, and reap the child of a mount that
+-- this host started there.
+mount.umount = {
+  plan = function()
+    return { outputs = {}, stdout = "null" }
+  end,
+  result = function(_, state, ctx)
+    local mountpoint = ctx.merged[1]
+    -- borg umount exits with 1 when fusermount fails, as when a file in
+    -- the mount is still open: the file system stays mounted.
+    if is_mount_point(mountpoint) then
+      local stderr = state.stderr[#state.stderr]
+      error(errors.new {
+        kind = "borg", command = "umount", rc = state.rc, argv = ctx.argv,
+        stderr = table.concat(state.stderr, "\n"),
+        message = string.format("%s is still mounted%s", mountpoint,
+          stderr and ": " .. stderr or " (is a file in it still open?)"),
+      }, 0)
+    end
+    local handle = live[mountpoint]
+    if handle then
+      reap(handle)
+    end
+    return nil
+  end,
+}
+
+return mount
