@@ -258,18 +258,24 @@ commands.info = {
   end,
 }
 
+-- Plan `list` (with list = true, read from the records that capture
+-- names) and `stats` (with stats = true, borg's text statistics).
+local function list_and_text_stats(args, capture)
+  local plan = new_plan()
+  if args.list then
+    want(plan, "list")
+    plan[capture] = true
+  end
+  if args.stats then
+    want(plan, "stats")
+    plan.capture_stats = true
+  end
+  return plan
+end
+
 commands.prune = {
   plan = function(args)
-    local plan = new_plan()
-    if args.list then
-      want(plan, "list")
-      plan.capture_list = true
-    end
-    if args.stats then
-      want(plan, "stats")
-      plan.capture_stats = true
-    end
-    return plan
+    return list_and_text_stats(args, "capture_list")
   end,
   result = function(plan, state)
     local list = {}
@@ -417,16 +423,7 @@ commands.import_tar = {
 -- of each recreated archive, parsed as for prune and delete).
 commands.recreate = {
   plan = function(args)
-    local plan = new_plan()
-    if args.list then
-      want(plan, "list")
-      plan.capture_files = true
-    end
-    if args.stats then
-      want(plan, "stats")
-      plan.capture_stats = true
-    end
-    return plan
+    return list_and_text_stats(args, "capture_files")
   end,
   result = function(plan, state)
     return shape(plan, { list = state.files, stats = parse_stats(state.stats_lines) })
