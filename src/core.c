@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -1238,6 +1239,22 @@ static int core_device(lua_State *L) {
 }
 
 
+/* core.children_cpu() -> processor seconds (user + system) used by all
+ * the children of this process that have been reaped, and by their own
+ * reaped descendants. The difference around one child's run is that
+ * child's processor time, when no other child ends meanwhile. */
+static int core_children_cpu(lua_State *L) {
+  struct rusage usage;
+  if (getrusage(RUSAGE_CHILDREN, &usage) != 0)
+    return luaL_error(L, "borg.core.children_cpu: %s", strerror(errno));
+  lua_pushnumber(L, (lua_Number)usage.ru_utime.tv_sec +
+                        (lua_Number)usage.ru_utime.tv_usec / 1e6 +
+                        (lua_Number)usage.ru_stime.tv_sec +
+                        (lua_Number)usage.ru_stime.tv_usec / 1e6);
+  return 1;
+}
+
+
 /* core.now() -> monotonic time in seconds */
 static int core_now(lua_State *L) {
   lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
@@ -1284,6 +1301,7 @@ static const luaL_Reg proc_methods[] = {
 
 
 static const luaL_Reg core_functions[] = {
+  {"children_cpu", core_children_cpu},
   {"device", core_device},
   {"environ", core_environ},
   {"forget_interrupt", core_forget_interrupt},

@@ -11,7 +11,8 @@ describe("make bench in smoke mode", function()
     assert.matches("borglua bench %(smoke", output)
     -- Row ids with a measured result in the fourth column onwards.
     -- Rows with a goal show "smoke" where a full run judges it.
-    local rows = { ["1a"] = "smoke", ["1b"] = "-", ["2"] = "smoke", ["5"] = "smoke" }
+    local rows = { ["1a"] = "smoke", ["1b"] = "smoke", ["1c"] = "-", ["2a"] = "smoke",
+                   ["2b"] = "smoke", ["5"] = "smoke" }
     for id, verdict in pairs(rows) do
       local line = output:match("\n| " .. id .. " +|[^\n]*")
       assert.is_not_nil(line, "row " .. id .. " is missing:\n" .. output)

@@ -95,13 +95,16 @@ function bench.env(vars)
   return list
 end
 
--- Run argv (program first) to its end and return the seconds it took and
--- its stdout (when options.capture is true). options.env is the
--- environment list; options.cwd the working directory. Raises when the
--- program cannot start or exits with a status other than 0.
+-- Run argv (program first) to its end. Return the seconds it took (wall
+-- time), the processor seconds (user + system) that it and its
+-- descendants used, and its stdout (when options.capture is true).
+-- options.env is the environment list, options.cwd the working
+-- directory. Raises when the program cannot start or exits with a
+-- status other than 0.
 function bench.run(argv, options)
   options = options or {}
   local stderr = {}
+  local cpu_before = core.children_cpu()
   local started = core.now()
   local proc, errname, message = core.spawn {
     file = argv[1], args = argv, env = options.env, cwd = options.cwd,
@@ -129,7 +132,7 @@ function bench.run(argv, options)
     error(string.format("%s exited with status %d (signal %d):\n%s",
       table.concat(argv, " "), rc, signal, table.concat(stderr, "\n")), 0)
   end
-  return elapsed, output
+  return elapsed, core.children_cpu() - cpu_before, output
 end
 
 -- Return the median of a list of numbers.
@@ -143,29 +146,65 @@ function bench.median(values)
   return (sorted[n // 2] + sorted[n // 2 + 1]) / 2
 end
 
+-- Return the medians of list a, of list b, of the ratios a[i] / b[i] and
+-- of the differences a[i] - b[i].
+local function compare(as, bs)
+  local ratios, differences = {}, {}
+  for i = 1, #as do
+    ratios[i] = as[i] / bs[i]
+    differences[i] = as[i] - bs[i]
+  end
+  return bench.median(as), bench.median(bs), bench.median(ratios),
+    bench.median(differences)
+end
+
 -- Measure two commands side by side: a() and b() each run one command
--- and return its seconds; they run in turn, a b a b ..., runs times each
--- after `warmup` pairs that are not counted. Returns the medians of a,
--- of b, of the ratios a/b taken pair by pair, and of the differences
--- a - b, so that a drift in the machine's speed during the run affects
--- both sides of each pair alike.
+-- and return its wall seconds and, optionally, its processor seconds.
+-- They run in turn, a b a b ..., runs times each after `warmup` pairs
+-- that are not counted, so that a drift in the machine's speed affects
+-- both sides of each pair alike. Returns the medians of a and b, of the
+-- pairwise ratios a / b and of the pairwise differences a - b, for wall
+-- time (a, b, ratio, difference) and for processor time (cpu_a, cpu_b,
+-- cpu_ratio, cpu_difference, when both functions return it).
 function bench.pairs(runs, warmup, a, b)
   for _ = 1, warmup do
     a()
     b()
   end
-  local as, bs, ratios, differences = {}, {}, {}, {}
+  local walls = { {}, {} }
+  local cpus = { {}, {} }
   for i = 1, runs do
-    as[i] = a()
-    bs[i] = b()
-    ratios[i] = as[i] / bs[i]
-    differences[i] = as[i] - bs[i]
+    walls[1][i], cpus[1][i] = a()
+    walls[2][i], cpus[2][i] = b()
   end
-  return {
-    a = bench.median(as), b = bench.median(bs),
-    ratio = bench.median(ratios), difference = bench.median(differences),
-    runs = runs,
-  }
+  local result = { runs = runs }
+  result.a, result.b, result.ratio, result.difference = compare(walls[1], walls[2])
+  if #cpus[1] == runs and #cpus[2] == runs then
+    result.cpu_a, result.cpu_b, result.cpu_ratio, result.cpu_difference =
+      compare(cpus[1], cpus[2])
+  end
+  return result
+end
+
+-- Return the number of processors that this process may run on.
+function bench.processors()
+  local pipe = io.popen("nproc 2>/dev/null")
+  local count = pipe and tonumber(pipe:read("l"))
+  if pipe then
+    pipe:close()
+  end
+  return count or 0
+end
+
+-- Return the load averages of the machine (1, 5 and 15 minutes) as text.
+function bench.load_average()
+  local file = io.open("/proc/loadavg")
+  if file == nil then
+    return "unknown"
+  end
+  local text = file:read("l") or ""
+  file:close()
+  return text:match("^(%S+ %S+ %S+)") or "unknown"
 end
 
 -- Return seconds formatted for the table: milliseconds below 1 s.

@@ -105,6 +105,7 @@ end
 
 local function main(names)
   local started = core.now()
+  local load_before = bench.load_average()
   local entries, failed = {}, false
   for _, file in ipairs(row_files()) do
     local row = dofile(file.path)
@@ -121,8 +122,9 @@ local function main(names)
     rows[i] = { entry.id, entry.measure, entry.a or "", entry.b or "",
                 entry.result or "", entry.goal or "", verdict(entry) }
   end
-  print(string.format("borglua bench%s, %s", bench.smoke and " (smoke: tiny sizes)" or "",
-    os.date("!%Y-%m-%d %H:%M UTC")))
+  print(string.format("borglua bench%s, %s, %d processors, load average %s at the"
+    .. " start and %s at the end", bench.smoke and " (smoke: tiny sizes)" or "",
+    os.date("!%Y-%m-%d %H:%M UTC"), bench.processors(), load_before, bench.load_average()))
   print()
   print_table({ "row", "measure", "A", "B", "result", "goal", "met" }, rows)
   print()

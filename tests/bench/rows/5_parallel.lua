@@ -20,6 +20,7 @@ return {
         local first, second = dir .. "/first", dir .. "/second"
         bench.run(bench.init_argv(first), { env = env })
         bench.run(bench.init_argv(second), { env = env })
+        -- Processor time is not returned: the point of the row is wall time.
         local seconds = bench.run({ bench.borglua, script, mode, first, second, source },
           { env = env })
         bench.remove(first)
