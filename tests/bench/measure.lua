@@ -186,6 +186,51 @@ function bench.pairs(runs, warmup, a, b)
   return result
 end
 
+-- Return the figure of a comparison that an entry reports, from the
+-- medians of bench.pairs: prefix "" for wall time or "cpu_" for processor
+-- time.
+local function figure(measured, prefix, how)
+  if how == "difference" then
+    return measured[prefix .. "difference"] * 1000, "%+.1f ms"
+  elseif how == "inverse" then
+    return 1 / measured[prefix .. "ratio"], "× %.3f"
+  end
+  return measured[prefix .. "ratio"], "× %.3f"
+end
+
+-- Return the table entries of a comparison measured by bench.pairs: id
+-- .. "a" by wall time and id .. "b" by processor time (when the pairs
+-- measured it). spec fields: id, measure, method (of the wall entry),
+-- how ("ratio" for A / B, "inverse" for B / A as a throughput ratio,
+-- "difference" for A - B in milliseconds), goal (the bound as a number,
+-- nil for none) and at_least (true when the goal is a lower bound).
+function bench.entries(spec, measured)
+  local entries = {}
+  local kinds = { { "a", "", "wall", spec.method } }
+  if measured.cpu_a then
+    kinds[2] = { "b", "cpu_", "processor", "the runs of " .. spec.id .. "a, user +"
+      .. " system time of each side and the processes it waited for" }
+  end
+  for _, kind in ipairs(kinds) do
+    local suffix, prefix, name, method = table.unpack(kind)
+    local value, format = figure(measured, prefix, spec.how)
+    local entry = {
+      id = spec.id .. suffix, measure = spec.measure .. " (" .. name .. ")",
+      a = bench.seconds(measured[prefix .. "a"]), b = bench.seconds(measured[prefix .. "b"]),
+      result = string.format(format, value), method = method,
+    }
+    if spec.goal then
+      local bound = spec.how == "difference" and string.format("%+g ms", spec.goal)
+        or string.format("%g", spec.goal)
+      entry.goal = (spec.at_least and "≥ " or "≤ ") .. bound
+      entry.met = (spec.at_least and value >= spec.goal) or
+        (not spec.at_least and value <= spec.goal)
+    end
+    entries[#entries + 1] = entry
+  end
+  return entries
+end
+
 -- Return the number of processors that this process may run on.
 function bench.processors()
   local pipe = io.popen("nproc 2>/dev/null")

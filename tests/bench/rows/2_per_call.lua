@@ -38,29 +38,16 @@ return {
           return seconds, cpu
         end,
         function() return bench.run(shell_argv, { env = env }) end)
-      local measure = string.format("%d × list --json: borglua vs shell", calls)
-      return {
-        {
-          id = "2a", measure = measure .. " (wall)",
-          a = bench.seconds(measured.a), b = bench.seconds(measured.b),
-          result = string.format("× %.3f", measured.ratio),
-          goal = "≤ 1.01", met = measured.ratio <= 1.01,
-          method = string.format("A: borglua -e running borg.list{ repo, json = true }"
-            .. " %d times; B: sh running `%s` %d times with stdout to /dev/null; same"
-            .. " environment; %d pairs run in turn, median of the pairwise ratios A / B",
-            calls, table.concat(run.argv, " "), calls, runs),
-        },
-        {
-          id = "2b", measure = measure .. " (processor)",
-          a = bench.seconds(measured.cpu_a), b = bench.seconds(measured.cpu_b),
-          result = string.format("× %.3f", measured.cpu_ratio),
-          goal = "≤ 1.01", met = measured.cpu_ratio <= 1.01,
-          method = string.format("the runs of 2a, user + system time of each side with"
-            .. " its borg processes; borglua's own processor time is %.1f ms per call"
-            .. " (median of os.clock in the borglua process, its start-up included)",
-            bench.median(host_cpu) * 1000),
-        },
-      }
+      return bench.entries({
+        id = "2", measure = string.format("%d × list --json: borglua vs shell", calls),
+        how = "ratio", goal = 1.01,
+        method = string.format("A: borglua -e running borg.list{ repo, json = true } %d"
+          .. " times; B: sh running `%s` %d times with stdout to /dev/null; same"
+          .. " environment; %d pairs run in turn, median of the pairwise ratios A / B;"
+          .. " borglua's own processor time is %.1f ms per call (median of os.clock in"
+          .. " the borglua process, its start-up included)", calls,
+          table.concat(run.argv, " "), calls, runs, bench.median(host_cpu) * 1000),
+      }, measured)
     end)
   end,
 }
