@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -41,6 +42,11 @@
  * again below RESUME_BYTES, so a slow consumer bounds host memory. */
 #define PAUSE_BYTES (4u << 20)
 #define RESUME_BYTES (1u << 20)
+/* proc:write reports stdin as full once this many bytes wait to be
+ * written, and a "writable" event follows when they drop to WRITE_LOW, so
+ * a stdin source is read only as fast as the child consumes it. */
+#define WRITE_HIGH (1u << 20)
+#define WRITE_LOW (256u << 10)
 #define DEFAULT_GRACE 5.0
 /* How long to keep reading after the child exited while another process
  * (a grandchild in another session) still has its pipes open. */
@@ -50,7 +56,7 @@
 #define MAX_STDIO 64
 
 enum out_mode { OUT_WHOLE, OUT_LINES, OUT_CHUNKS, OUT_NULL, OUT_INHERIT };
-enum ev_type { EV_STDOUT, EV_LINE, EV_STDERR };
+enum ev_type { EV_STDOUT, EV_LINE, EV_STDERR, EV_WRITABLE };
 
 typedef struct event {
   struct event *next;
@@ -95,6 +101,7 @@ typedef struct proc {
   char *readbuf[2];
   size_t write_pending; /* bytes handed to uv_write, not yet written */
   int write_error;
+  int want_writable;    /* Lua waits for a "writable" event */
 } proc;
 
 /* The host's signals that a running borg call forwards to its children. */
@@ -931,7 +938,8 @@ static proc *check_proc(lua_State *L) {
 }
 
 
-static const char *const ev_names[] = {"stdout", "line", "stderr"};
+static const char *const ev_names[] = {"stdout", "line", "stderr",
+                                       "writable"};
 
 
 /* Push the next queued event (type, data, truncated) and return 3, or
@@ -965,7 +973,7 @@ static int push_exit(lua_State *L, proc *p) {
 }
 
 
-/* proc:read([block]) -> "stdout"|"line"|"stderr", data, truncated
+/* proc:read([block]) -> "stdout"|"line"|"stderr"|"writable", data, truncated
  *                     | "exit", status, signal, timed_out | nil
  * With block, runs the loop until this process has something to report. */
 static int proc_read(lua_State *L) {
@@ -1001,11 +1009,18 @@ static void on_write(uv_write_t *req, int status) {
     p->write_error = status;
   p->write_pending -= w->len;
   free(w);
+  /* After close_stdin Lua writes no more, so it needs no event. */
+  if (p->want_writable && !p->in_shutdown &&
+      (p->write_pending <= WRITE_LOW || status < 0)) {
+    p->want_writable = 0;
+    queue_event(p, EV_WRITABLE, "", 0, 0);
+  }
 }
 
 
-/* proc:write(data) -> bytes still pending | nil, errname
- * Queues data for the child's stdin without blocking. */
+/* proc:write(data) -> bytes still pending, full | nil, errname
+ * Queues data for the child's stdin without blocking. When full is true,
+ * the caller should write no more until proc:read reports "writable". */
 static int proc_write(lua_State *L) {
   proc *p = check_proc(L);
   size_t len;
@@ -1038,8 +1053,11 @@ static int proc_write(lua_State *L) {
   }
 
   p->write_pending += len;
+  if (p->write_pending >= WRITE_HIGH)
+    p->want_writable = 1;
   lua_pushinteger(L, (lua_Integer)p->write_pending);
-  return 1;
+  lua_pushboolean(L, p->want_writable);
+  return 2;
 }
 
 
@@ -1289,6 +1307,17 @@ static int core_isatty(lua_State *L) {
 }
 
 
+/* core.terminal_width(fd) -> columns of the terminal on fd, or nil */
+static int core_terminal_width(lua_State *L) {
+  struct winsize size;
+  int fd = (int)luaL_checkinteger(L, 1);
+  if (ioctl(fd, TIOCGWINSZ, &size) != 0 || size.ws_col == 0)
+    return 0;
+  lua_pushinteger(L, size.ws_col);
+  return 1;
+}
+
+
 static const luaL_Reg proc_methods[] = {
   {"close_stdin", proc_close_stdin},
   {"kill", proc_kill},
@@ -1313,6 +1342,7 @@ static const luaL_Reg core_functions[] = {
   {"sleep", core_sleep},
   {"spawn", core_spawn},
   {"step", core_step},
+  {"terminal_width", core_terminal_width},
   {NULL, NULL}
 };
 

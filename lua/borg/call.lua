@@ -13,6 +13,7 @@ local json = require "borg.json"
 local location = require "borg.location"
 local process = require "borg.process"
 local scheduler = require "borg.scheduler"
+local stream = require "borg.stream"
 
 local call = {}
 
@@ -25,7 +26,7 @@ call.LIBRARY_KEYS = LIBRARY_KEYS
 
 -- Keys of the second table (how to run the command).
 local RUN_KEYS = { "cwd", "env", "on_file", "on_log", "on_progress", "stdin",
-                   "timeout" }
+                   "stdout", "timeout" }
 call.RUN_KEYS = RUN_KEYS
 local IS_RUN_KEY = {}
 for _, name in ipairs(RUN_KEYS) do
@@ -87,10 +88,11 @@ local function check_run(command, run)
     end
     handle:close()
   end
-  if run.stdin ~= nil and type(run.stdin) ~= "string" then
-    -- NOTE: file handles and chunk functions as stdin are not supported yet.
-    errors.usage(command, "run option 'stdin' must be a string, got %s",
-      describe_type(run.stdin))
+  if run.stdin ~= nil then
+    stream.check_source(command, run.stdin)
+  end
+  if run.stdout ~= nil then
+    stream.check_sink(command, run.stdout)
   end
   return run
 end
@@ -138,7 +140,9 @@ end
 
 -- Check the call and return its context: the merged arguments, the plan
 -- of its outputs, the argument vector and the environment. Runs nothing.
-local function prepare(inst, command, args, run)
+-- iterate, for borg.iter, sets arguments of its own ({ name = value })
+-- and stdout_lines.
+function call.prepare(inst, command, args, run, iterate)
   process.check_interrupted(command)
   if type(args) ~= "table" then
     errors.usage(command, "expected a table of arguments, got %s (call it as"
@@ -149,6 +153,7 @@ local function prepare(inst, command, args, run)
   run = check_run(command, run)
   local call_env = env.check(command, run.env, "run option 'env'")
   local merged = merge(inst, command, spec, args)
+  stream.adjust_args(spec, merged, run, iterate)
   local level = check_levels(command, merged, inst)
   local ctx = { command = command, run = run, log_level = level,
                 max_stdout = call.MAX_STDOUT, inst = inst,
@@ -163,6 +168,7 @@ local function prepare(inst, command, args, run)
   argv.build(command, spec, merged, {}, LIBRARY_KEYS)
 
   ctx.plan = ctx.definition.plan(merged, ctx)
+  stream.adjust_plan(ctx, iterate)
   -- At --critical borg would hide the ERROR record that carries the
   -- msgid of a failure, so borg runs at --error and the host hides what
   -- is below the requested level.
@@ -203,9 +209,9 @@ local function printer(command, as_json, level)
   end
 end
 
--- Return a function that decodes one JSON line of borg's stdout into
--- the list items.
-local function line_decoder(ctx, items)
+-- Return a function that decodes one JSON line of borg's stdout and
+-- hands the item to emit.
+local function line_decoder(ctx, emit)
   return function(line, truncated)
     local item, err = json.decode(line)
     if item == nil or truncated then
@@ -215,14 +221,17 @@ local function line_decoder(ctx, items)
           .. (truncated and "the line is too long" or err),
       }, 0)
     end
-    items[#items + 1] = item
+    emit(item)
   end
 end
 
 -- Return the job that process.run executes for ctx.
-local function job_for(ctx, items)
+-- Return the job that process.run executes for ctx. emit receives each
+-- item of a line-by-line output; on_list, when given, receives the list
+-- records (file status records and borg's list output lines).
+function call.job(ctx, emit, on_list)
   local run, plan = ctx.run, ctx.plan
-  return {
+  local job = {
     command = ctx.command,
     argv = ctx.argv,
     masked_argv = ctx.argv,
@@ -233,7 +242,7 @@ local function job_for(ctx, items)
     timeout = run.timeout,
     stdout = plan.stdout,
     max_stdout = ctx.max_stdout,
-    on_line = line_decoder(ctx, items),
+    on_line = line_decoder(ctx, emit),
     on_log = run.on_log,
     on_file = run.on_file,
     on_progress = run.on_progress,
@@ -243,7 +252,10 @@ local function job_for(ctx, items)
     capture_files = plan.capture_files,
     capture_list = plan.capture_list,
     capture_stats = plan.capture_stats,
+    on_list = on_list,
   }
+  stream.attach(job, ctx)
+  return job
 end
 
 -- Return the line of a Python traceback that names the exception: the
@@ -364,38 +376,64 @@ local function new_run(outcome, ctx)
   }
 end
 
--- Run command on instance inst with the call's args and run tables;
--- return the result and the run table. A plan with steps runs borg once
--- per step; the outcome of the last one carries them all in `steps`.
-function call.run(inst, command, args, run)
-  local ctx = prepare(inst, command, args, run)
-  if ctx.definition.start then
-    -- A command that outlives the call (mount) manages its own process.
-    return ctx.definition.start(ctx, job_for(ctx, {}))
+-- Return a value to close that holds the repository of the call ctx
+-- while it runs: inside borg.parallel, a call waits while another
+-- function's call runs on the same repository.
+function call.hold(ctx)
+  return scheduler.hold(scheduler.in_task()
+    and location.of_call(catalogue.commands[ctx.command], ctx.merged, ctx.env, ctx.run.cwd))
+end
+
+-- Raise the error object for an outcome that failed, and note borg's
+-- warning status.
+local function judge_step(outcome, ctx)
+  judge(outcome, ctx)
+  if outcome.rc == 1 then
+    state.warned = true
   end
-  -- Inside borg.parallel, wait while another function's call runs on
-  -- the same repository.
-  local hold <close> = scheduler.hold(scheduler.in_task()
-    and location.of_call(catalogue.commands[command], ctx.merged, ctx.env, ctx.run.cwd))
-  local outcome, steps, duration = nil, {}, 0
-  for i, step_argv in ipairs(ctx.argvs) do
-    ctx.argv = step_argv
-    local items = {}
-    local job = job_for(ctx, items)
-    outcome = process.run(job)
-    outcome.items = items
-    judge(outcome, ctx)
-    if outcome.rc == 1 then
-      state.warned = true
-    end
-    steps[i] = outcome
-    duration = duration + outcome.duration
-  end
+end
+
+-- Return the result and the run table of the call ctx from the outcome
+-- of its last run of borg, all its steps, and their total duration.
+function call.result(ctx, outcome, steps, duration)
   outcome.steps = steps
   local result = ctx.definition.result(ctx.plan, outcome, ctx)
   local info = new_run(outcome, ctx)
   info.duration = duration
+  info.stdin_bytes, info.stdout_bytes = outcome.stdin_bytes, outcome.stdout_bytes
   return result, info
+end
+
+-- Run command on instance inst with the call's args and run tables;
+-- return the result and the run table. A plan with steps runs borg once
+-- per step; the outcome of the last one carries them all in `steps`.
+function call.run(inst, command, args, run)
+  local ctx = call.prepare(inst, command, args, run)
+  if ctx.definition.start then
+    -- A command that outlives the call (mount) manages its own process.
+    return ctx.definition.start(ctx, call.job(ctx, function() end))
+  end
+  local hold <close> = call.hold(ctx)
+  local outcome, steps, duration = nil, {}, 0
+  for i, step_argv in ipairs(ctx.argvs) do
+    ctx.argv = step_argv
+    local items = {}
+    outcome = process.run(call.job(ctx, function(item)
+      items[#items + 1] = item
+    end))
+    outcome.items = items
+    judge_step(outcome, ctx)
+    steps[i] = outcome
+    duration = duration + outcome.duration
+  end
+  return call.result(ctx, outcome, steps, duration)
+end
+
+-- Judge the outcome of a call with a single run of borg; return the
+-- result and the run table, or raise the call's error object.
+function call.finish(ctx, outcome)
+  judge_step(outcome, ctx)
+  return call.result(ctx, outcome, { outcome }, outcome.duration)
 end
 
 -- Raise the error object for an outcome that is not a success (for

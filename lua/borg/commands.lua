@@ -154,6 +154,8 @@ local function parse_prune_line(line)
   return { action = "unknown", message = line }
 end
 
+commands.parse_prune_line = parse_prune_line
+
 -- Return the result value for plan from named output values.
 local function shape(plan, values)
   if #plan.outputs == 0 then
@@ -446,9 +448,9 @@ commands.diff = {
 -- key_export returns the key text when borg writes it to stdout: with
 -- the path "-" or no path.
 commands.key_export = {
-  plan = function(args)
+  plan = function(args, ctx)
     local plan = new_plan()
-    if args[2] == nil or args[2] == "-" then
+    if (args[2] == nil or args[2] == "-") and ctx.run.stdout == nil then
       want(plan, "key")
       plan.stdout = "whole"
     end

@@ -13,6 +13,7 @@ local catalogue = require "borg.catalogue"
 local env = require "borg.env"
 local errors = require "borg.errors"
 local format = require "borg.format"
+local iter = require "borg.iter"
 local probe_version = require "borg.version"
 local scheduler = require "borg.scheduler"
 
@@ -72,6 +73,11 @@ Instance.__index = function(inst, name)
       end
       return scheduler.parallel(first, ...)
     end
+  end
+  if name == "iter" then
+    local bound = iter.bind(inst)
+    rawset(inst, name, bound)
+    return bound
   end
   if name == "version" then
     return function()

@@ -36,7 +36,7 @@ Handle.__index = Handle
 -- Wait up to seconds for the mount child to end; return true when it did.
 local function wait_exit(handle, seconds)
   local deadline = core.now() + seconds
-  while not process.poll(handle.job, handle.state, handle.proc) do
+  while not process.poll(handle.process) do
     if core.now() > deadline then
       return false
     end
@@ -56,7 +56,7 @@ local function reap(handle)
   if not wait_exit(handle, EXIT_WAIT) then
     handle.proc:kill()
   end
-  local outcome = process.finish(handle.job, handle.state, handle.proc)
+  local outcome = process.finish(handle.process)
   handle.rc = outcome.rc
   require("borg.call").judge(outcome, handle.ctx)
 end
@@ -111,17 +111,19 @@ mount.mount = {
         end
       end
     end
-    local proc, state = process.start(job)
+    local running = process.start(job)
+    local proc, state = running.proc, running.state
     local handle = setmetatable({
       mountpoint = mountpoint, pid = state.pid, argv = ctx.argv,
       inst = ctx.inst, ctx = ctx, job = job, proc = proc, state = state,
+      process = running,
     }, Handle)
     local deadline = core.now() + LIVE_WAIT
     while not is_mount_point(mountpoint) do
-      if process.poll(job, state, proc) then
+      if process.poll(running) then
         -- borg ended before the file system was live: report why.
         handle.reaped = true
-        local outcome = process.finish(job, state, proc)
+        local outcome = process.finish(running)
         require("borg.call").judge(outcome, ctx)
         error(errors.new {
           kind = "borg", command = "mount", rc = outcome.rc, argv = ctx.argv,
@@ -131,7 +133,7 @@ mount.mount = {
       if core.now() > deadline or core.interrupted() then
         handle.reaped = true
         proc:kill()
-        process.finish(job, state, proc)
+        process.finish(running)
         error(errors.new {
           kind = "timeout", command = "mount", argv = ctx.argv,
           message = string.format("%s was not mounted after %d s; borg was stopped",

@@ -67,6 +67,10 @@ end
 
 local function handle_log(job, state, record)
   local name = record.name
+  if name == "borg.output.list" and job.on_list then
+    job.on_list(record)
+    return
+  end
   if name == "borg.output.list" and job.capture_list then
     state.list_lines[#state.list_lines + 1] = record.message
     return
@@ -97,7 +101,9 @@ local function handle_record(job, state, record)
     if job.on_file then
       job.on_file(record)
     end
-    if job.capture_files then
+    if job.on_list then
+      job.on_list(record)
+    elseif job.capture_files then
       state.files[#state.files + 1] = { status = record.status, path = record.path }
     end
   elseif kind == "archive_progress" or kind == "progress_percent"
@@ -124,28 +130,94 @@ local function handle_stderr(job, state, line)
   end
 end
 
--- Handle one event of proc; return true when it is the exit report.
-local function dispatch(job, state, kind, data, extra, timed_out)
-  if kind == "stderr" then
-    handle_stderr(job, state, data)
-  elseif kind == "line" then
-    job.on_line(data, extra)
-  elseif kind == "stdout" then
-    if job.stdout == "whole" then
-      state.stdout, state.stdout_truncated = data, extra
-    else
-      job.on_chunk(data)
-    end
-  elseif kind == "exit" then
-    state.rc, state.signal, state.timed_out = data, extra, timed_out
-    return true
-  end
-  return false
+-- Wait for the next event of proc and return it as proc:read does;
+-- inside borg.parallel the task yields meanwhile (see borg.scheduler).
+function process.wait(proc)
+  return scheduler.read(proc)
 end
 
--- Read the events of proc until it exits, storing them in state.
-local function pump(job, state, proc)
-  while not dispatch(job, state, scheduler.read(proc)) do
+-- Write chunks of the job's stdin source until the source ends or the
+-- pipe is full; a "writable" event resumes the feeding.
+local function feed(handle)
+  local proc = handle.proc
+  while handle.source do
+    local chunk = handle.source()
+    if chunk == nil then
+      handle.source = nil
+      proc:close_stdin()
+      return
+    end
+    if #chunk > 0 then
+      local pending, full = proc:write(chunk)
+      handle.state.stdin_bytes = handle.state.stdin_bytes + #chunk
+      if pending == nil then
+        -- borg closed its stdin or exited; its exit status tells why.
+        handle.source = nil
+        return
+      end
+      if full then
+        return
+      end
+    end
+  end
+end
+
+local function handle_stdout(handle, data, truncated)
+  local job, state = handle.job, handle.state
+  if job.stdout == "whole" then
+    state.stdout, state.stdout_truncated = data, truncated
+  else
+    state.stdout_bytes = state.stdout_bytes + #data
+    job.on_chunk(data)
+  end
+end
+
+-- Record that the handle's process was reaped with this exit report.
+local function reaped(handle, status, signal, timed_out)
+  local state = handle.state
+  state.rc, state.signal, state.timed_out = status, signal, timed_out
+  handle.done = true
+  handle.source = nil
+  if handle.job.on_exit then
+    handle.job.on_exit()
+  end
+end
+
+-- Act on one event of the handle's process. Return false for the exit
+-- report, after which the process is reaped and its pipes are drained.
+local function dispatch(handle, kind, data, extra, timed_out)
+  if kind == "stderr" then
+    handle_stderr(handle.job, handle.state, data)
+  elseif kind == "line" then
+    handle.job.on_line(data, extra)
+  elseif kind == "stdout" then
+    handle_stdout(handle, data, extra)
+  elseif kind == "writable" then
+    feed(handle)
+  elseif kind == "exit" then
+    reaped(handle, data, extra, timed_out)
+    return false
+  end
+  return true
+end
+
+-- Wait for one event of the handle's process and act on it. Return false
+-- once the process has exited and both of its pipes are drained.
+function process.step(handle)
+  return dispatch(handle, process.wait(handle.proc))
+end
+
+-- Act on what the handle's process reported so far without waiting;
+-- return true once it has exited.
+function process.poll(handle)
+  while true do
+    local kind, data, extra, timed_out = handle.proc:read(false)
+    if kind == nil then
+      return false
+    end
+    if not dispatch(handle, kind, data, extra, timed_out) then
+      return true
+    end
   end
 end
 
@@ -180,14 +252,16 @@ function process.spawn_error(command, program, name, message, argv)
   }, 0)
 end
 
--- Start job; return the process and the state that collects its
--- outcome. job fields: command, argv (with the program first),
--- masked_argv, env (list of "NAME=value"), cwd, timeout, stdin (a string
--- written to borg's stdin, or nil for /dev/null), stdio ("inherit": borg
--- gets the host's own stdin, stdout and stderr), max_stdout (bytes of a
--- whole stdout kept), stdout ("whole", "lines", "chunks" or "null"), fds,
--- on_line, on_chunk, on_log, on_file, on_progress, print_log,
--- capture_files, capture_list, capture_stats.
+-- Start job and return its handle for process.step. job fields: command,
+-- argv (with the program first), masked_argv, env (list of "NAME=value"),
+-- cwd, timeout, stdin (a function that returns the next chunk of borg's
+-- stdin, nil at its end; without it stdin is /dev/null), stdio
+-- ("inherit": borg gets the host's own stdin, stdout and stderr),
+-- max_stdout (bytes of a whole stdout kept), stdout ("whole", "lines",
+-- "chunks" or "null"), fds, on_line, on_chunk, on_log, on_file,
+-- on_progress, print_log, capture_files, capture_list, capture_stats,
+-- on_list (receives each file status record and each line of borg's list
+-- output instead of the captures), on_exit (called once borg is reaped).
 function process.start(job)
   local inherit = job.stdio == "inherit"
   local proc, errname, message = core.spawn {
@@ -205,58 +279,64 @@ function process.start(job)
   if proc == nil then
     process.spawn_error(job.command, job.argv[1], errname, message, job.masked_argv)
   end
-  local state = {
-    log = {}, warnings = {}, errors = {}, files = {}, list_lines = {},
-    stats_lines = {}, questions = {}, stderr = {}, stdout = nil,
-    pid = proc:pid(), started = core.now(),
+  local handle = {
+    job = job, proc = proc, source = job.stdin, started = core.now(),
+    state = {
+      log = {}, warnings = {}, errors = {}, files = {}, list_lines = {},
+      stats_lines = {}, questions = {}, stderr = {}, stdout = nil,
+      stdin_bytes = 0, stdout_bytes = 0, pid = proc:pid(),
+    },
   }
-  if job.stdin then
-    -- NOTE: the whole string is queued at once; a streaming source that
-    -- waits for borg to read is not built yet.
-    local slice = 16 * 1024 * 1024
-    for offset = 1, #job.stdin, slice do
-      proc:write(job.stdin:sub(offset, offset + slice - 1))
-    end
-    proc:close_stdin()
-  end
-  return proc, state
-end
-
--- Handle what proc reported so far without waiting; return true once it
--- has exited.
-function process.poll(job, state, proc)
-  while true do
-    local kind, data, extra, timed_out = proc:read(false)
-    if kind == nil then
-      return false
-    end
-    if dispatch(job, state, kind, data, extra, timed_out) then
-      return true
-    end
-  end
-end
-
--- Wait for a started job to end and return its outcome.
-function process.finish(job, state, proc)
-  local ok, err = pcall(pump, job, state, proc)
+  local ok, err = pcall(feed, handle)
   if not ok then
-    -- A callback raised: stop borg and wait for it, so that it releases
-    -- the repository lock before the error reaches the caller.
-    proc:kill()
-    repeat
-      local kind = scheduler.read(proc)
-    until kind == "exit"
+    process.abort(handle)
     error(err, 0)
   end
-  state.duration = core.now() - state.started
+  return handle
+end
+
+-- Stop the handle's process and wait until it is reaped, so that borg
+-- releases the repository lock. Does nothing once the process has ended.
+function process.abort(handle)
+  if handle.done then
+    return
+  end
+  handle.source = nil
+  handle.proc:kill()
+  local kind, data, extra, timed_out
+  repeat
+    kind, data, extra, timed_out = process.wait(handle.proc)
+  until kind == "exit"
+  reaped(handle, data, extra, timed_out)
+end
+
+-- Return the outcome of the handle's process, which has ended.
+function process.outcome(handle)
+  local state = handle.state
+  state.duration = core.now() - handle.started
   state.interrupted = core.interrupted()
   return state
 end
 
+-- Wait for a started job to end and return its outcome.
+function process.finish(handle)
+  local ok, err = pcall(function()
+    while not handle.done and process.step(handle) do
+    end
+  end)
+  if not ok then
+    -- A callback or the stdin source raised: stop borg and wait for it,
+    -- so that it releases the repository lock before the error reaches
+    -- the caller.
+    process.abort(handle)
+    error(err, 0)
+  end
+  return process.outcome(handle)
+end
+
 -- Run job and return its outcome (see process.start for job's fields).
 function process.run(job)
-  local proc, state = process.start(job)
-  return process.finish(job, state, proc)
+  return process.finish(process.start(job))
 end
 
 return process
