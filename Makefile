@@ -13,10 +13,11 @@ LUA ?= lua5.4
 # borg's own interpreter: the first line of the borg program.
 BORG_PYTHON ?= $(shell sed -n '1s/^\#! *//p' /usr/bin/borg 2>/dev/null || echo /usr/bin/python3)
 
-# Debian packages the build, the tests and the demo need.
+# Debian packages the build, the tests and the demo need (man-db renders
+# the man page in the install spec).
 PACKAGES = gcc make pkg-config lua5.4 liblua5.4-dev lua-cjson lua-cjson-dev \
            libuv1-dev lua-busted borgbackup borgbackup2 fuse python3-llfuse \
-           libedit-dev tmux python3-dotenv
+           libedit-dev tmux python3-dotenv man-db
 
 BUILD = build
 LUA_SOURCES = $(sort $(wildcard lua/borg/*.lua))
