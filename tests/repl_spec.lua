@@ -228,6 +228,9 @@ describe("the prompt in a terminal", function()
     assert.are.equal("1 0\n", dead)
     local history = helpers.read(dir .. "/state/borglua/history")
     assert.truthy(history and history:find("last=1", 1, true), history)
+    assert.are.equal("600\n", helpers.shell("stat -c %a "
+      .. q(dir .. "/state/borglua/history")))
+    assert.are.equal("700\n", helpers.shell("stat -c %a " .. q(dir .. "/state/borglua")))
 
     -- A new session recalls the last line with the up arrow.
     tmux("respawn-pane -k -t repl " .. q(command))
