@@ -401,6 +401,12 @@ function call.result(ctx, outcome, steps, duration)
   local info = new_run(outcome, ctx)
   info.duration = duration
   info.stdin_bytes, info.stdout_bytes = outcome.stdin_bytes, outcome.stdout_bytes
+  for _, step in ipairs(steps) do
+    if step.rc > info.rc then
+      -- One step's warning is the warning of the whole call.
+      info.rc, info.status = step.rc, "warning"
+    end
+  end
   return result, info
 end
 

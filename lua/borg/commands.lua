@@ -260,24 +260,18 @@ commands.info = {
   end,
 }
 
--- Plan `list` (with list = true, read from the records that capture
--- names) and `stats` (with stats = true, borg's text statistics).
-local function list_and_text_stats(args, capture)
-  local plan = new_plan()
-  if args.list then
-    want(plan, "list")
-    plan[capture] = true
-  end
-  if args.stats then
-    want(plan, "stats")
-    plan.capture_stats = true
-  end
-  return plan
-end
-
 commands.prune = {
   plan = function(args)
-    return list_and_text_stats(args, "capture_list")
+    local plan = new_plan()
+    if args.list then
+      want(plan, "list")
+      plan.capture_list = true
+    end
+    if args.stats then
+      want(plan, "stats")
+      plan.capture_stats = true
+    end
+    return plan
   end,
   result = function(plan, state)
     local list = {}
@@ -421,14 +415,19 @@ commands.import_tar = {
   result = commands.create.result,
 }
 
--- recreate gives `list` (file records) and `stats` (the text statistics
--- of each recreated archive, parsed as for prune and delete).
+-- recreate gives `list` (file records). borg 1.2 logs the statistics of
+-- --stats at level info only, so they reach the log, not the result.
 commands.recreate = {
   plan = function(args)
-    return list_and_text_stats(args, "capture_files")
+    local plan = new_plan()
+    if args.list then
+      want(plan, "list")
+      plan.capture_files = true
+    end
+    return plan
   end,
   result = function(plan, state)
-    return shape(plan, { list = state.files, stats = parse_stats(state.stats_lines) })
+    return shape(plan, { list = state.files })
   end,
 }
 
@@ -598,7 +597,8 @@ end
 
 -- config takes several changes: after the repository, a name reads a
 -- setting, { name, value } sets it (with delete = true, a name deletes
--- it). borg's config runs once per change, in the order given.
+-- it). borg's config runs once per change, in the order given. A name
+-- that is not set reads as false (borg warns and exits with 1).
 commands.config = {
   normalize = function(args, ctx)
     local changes = {}
@@ -674,7 +674,7 @@ commands.config = {
     for i, step in ipairs(state.steps) do
       local kind = plan.kinds[i]
       if kind == "read" then
-        local text = stdout_bytes(ctx, step):gsub("\n$", "")
+        local text = step.rc == 0 and stdout_bytes(ctx, step):gsub("\n$", "")
         values.changes[#values.changes + 1] = text
       elseif kind == "list" then
         values.list = parse_config_list(stdout_bytes(ctx, step))
