@@ -237,6 +237,77 @@ describe("instances", function()
       helpers.recorded_argv(argv_path))
   end)
 
+  it("pass strip_components to extract but not to diff", function()
+    local api, argv_path = helpers.fake_instance(dir, {
+      options = { strip_components = 1 },
+    })
+    api.extract { "/r::a" }
+    assert.are.same({ "extract", "--log-json", "--strip-components=1", "--", "/r::a" },
+      helpers.recorded_argv(argv_path))
+    api.diff { "/r::a", "b" }
+    assert.are.same({ "diff", "--log-json", "--json-lines", "--", "/r::a", "b" },
+      helpers.recorded_argv(argv_path))
+  end)
+
+  it("run config once per change, in order", function()
+    local api, argv_path = helpers.fake_instance(dir, { options = { lock_wait = 3 } })
+    local values = api.config { "/r", "a", { "b", 2 }, "c", list = true }
+    assert.are.equal(4, helpers.recorded_calls(argv_path))
+    assert.are.same({ "", "" }, values.changes)
+    assert.are.same({ "config", "--log-json", "--list", "--lock-wait=3", "--", "/r" },
+      helpers.recorded_argv(argv_path))
+  end)
+
+  it("give with_lock an argv array as positionals", function()
+    local api, argv_path = helpers.fake_instance(dir)
+    api.with_lock { "/r", { "rsync", "-a", "--delete", "/r", "/copy" } }
+    assert.are.same({ "with-lock", "--log-json", "--", "/r", "rsync", "-a", "--delete",
+                      "/r", "/copy" }, helpers.recorded_argv(argv_path))
+  end)
+
+  it("run serve without --log-json", function()
+    local api, argv_path = helpers.fake_instance(dir, { log_level = "info" })
+    api.serve { restrict_to_path = { "/a", "/b" }, append_only = true }
+    assert.are.same({ "serve", "--info", "--append-only", "--restrict-to-path=/a",
+                      "--restrict-to-path=/b" }, helpers.recorded_argv(argv_path))
+  end)
+
+  -- Run a chunk in the borglua program with a fake borg that logs one
+  -- warning record; return what the program wrote on stderr.
+  local function host_stderr(settings, call_args)
+    local record = '{"type": "log_message", "levelname": "WARNING", "name": "borg.x",'
+      .. ' "message": "disk nearly full"}'
+    local chunk = string.format("borg.new{ borg = %q, %s }.check{ %s }",
+      helpers.fake_borg, settings, call_args)
+    return helpers.shell("FAKE_BORG_STDERR=" .. helpers.quote(record) .. " "
+      .. helpers.quote(helpers.borglua) .. " -e " .. helpers.quote(chunk)
+      .. " 2>&1 >/dev/null")
+  end
+
+  it("print borg's log as readable lines by default", function()
+    assert.are.equal("borg check: warning: disk nearly full\n",
+      host_stderr("", "'/r'"))
+  end)
+
+  it("print borg's log as JSON lines with log_json", function()
+    local line = host_stderr("log_json = true", "'/r'")
+    local record = require("cjson").decode(line)
+    assert.are.equal("disk nearly full", record.message)
+    assert.are.equal("WARNING", record.levelname)
+    assert.are.equal("log_message", record.type)
+  end)
+
+  it("let a call choose log_json over the instance", function()
+    assert.are.equal("borg check: warning: disk nearly full\n",
+      host_stderr("log_json = true", "'/r', log_json = false"))
+    local line = host_stderr("", "'/r', log_json = true")
+    assert.truthy(line:find('^{.*"disk nearly full"'), line)
+  end)
+
+  it("hide records below the critical level", function()
+    assert.are.equal("", host_stderr("log_level = 'critical'", "'/r'"))
+  end)
+
   it("accept both api:cmd{} and api.cmd{}", function()
     local api, argv_path = helpers.fake_instance(dir)
     api:check { "/one" }

@@ -4,6 +4,20 @@
 local catalogue = require "borg.catalogue"
 local helpers = require "helpers"
 
+-- Return the strings of list joined by spaces ("" for nil).
+local function joined(list)
+  return table.concat(list or {}, " ")
+end
+
+-- Return a command's positionals as text: name[min,max] for each.
+local function positionals(spec)
+  local parts = {}
+  for _, p in ipairs(spec.positionals) do
+    parts[#parts + 1] = string.format("%s[%d,%d]", p.name, p.min, p.max)
+  end
+  return "(" .. table.concat(parts, " ") .. ")"
+end
+
 -- Return the differences between two catalogues as lines of text.
 local function differences(committed, generated)
   local lines = {}
@@ -35,7 +49,21 @@ local function differences(committed, generated)
         elseif was.kind ~= spec.kind or was.type ~= spec.type then
           note("%s: option %s changed from %s/%s to %s/%s", name, option, was.kind,
             tostring(was.type), spec.kind, tostring(spec.type))
+        elseif was.bare ~= spec.bare then
+          note("%s: option %s %s takes a bare form", name, option,
+            spec.bare and "now" or "no longer")
+        elseif joined(was.choices) ~= joined(spec.choices) then
+          note("%s: option %s changed its choices from {%s} to {%s}", name, option,
+            joined(was.choices), joined(spec.choices))
         end
+      end
+      if joined(old.words) ~= joined(new.words) then
+        note("%s: command words changed from '%s' to '%s'", name, joined(old.words),
+          joined(new.words))
+      end
+      if positionals(old) ~= positionals(new) then
+        note("%s: positionals changed from %s to %s", name, positionals(old),
+          positionals(new))
       end
       for option in pairs(old.options) do
         if new.options[option] == nil then
@@ -59,6 +87,31 @@ describe("the option catalogue", function()
     assert.are.equal("", table.concat(drift, "\n"),
       "the catalogue differs from the installed borg; run `make catalogue`")
     assert.are.equal(helpers.read(helpers.top .. "/lua/borg/catalogue.lua"), text)
+  end)
+
+  it("names each option that drifted", function()
+    -- A copy of the catalogue as a borg upgrade might change it.
+    local copy = assert(load(helpers.read(helpers.top .. "/lua/borg/catalogue.lua")))()
+    copy.commands.create.options.compression = nil
+    copy.commands.create.options.zstd_level = { kind = "value", type = "integer" }
+    copy.commands.prune.options.keep_daily.type = "string"
+    copy.commands.init.options.encryption.choices[1] = "rot13"
+    copy.commands.mount.positionals[2].min = 0
+    copy.commands.key_export.words = { "key-export" }
+    copy.commands.rename = nil
+    assert.are.same({
+      "command rename: new in the installed borg",
+      "create: option compression is new",
+      "create: option zstd_level is gone",
+      "init: option encryption changed its choices from {rot13 keyfile repokey"
+        .. " authenticated keyfile-blake2 repokey-blake2 authenticated-blake2} to"
+        .. " {none keyfile repokey authenticated keyfile-blake2 repokey-blake2"
+        .. " authenticated-blake2}",
+      "key_export: command words changed from 'key-export' to 'key export'",
+      "mount: positionals changed from (location[1,1] mountpoint[0,1] paths[0,-1]) to"
+        .. " (location[1,1] mountpoint[1,1] paths[0,-1])",
+      "prune: option keep_daily changed from value/string to value/integer",
+    }, differences(copy, catalogue))
   end)
 
   it("describes options by kind and value type", function()

@@ -105,6 +105,49 @@ describe("usage errors", function()
       function() api.check({ "/r" }, { env = { A = {} } }) end,
       "check", "run option 'env' value of A must be a string, a number or false (to remove"
         .. " it), got table" },
+    { "config without a change", function() api.config { "/r" } end,
+      "config", "no change given: after the repository give a name to read, { name,"
+        .. " value } to set, or list = true, as in borg.config{ repo, \"append_only\","
+        .. " { \"storage_quota\", \"5G\" } }" },
+    { "a config change of a wrong type", function() api.config { "/r", 5 } end,
+      "config", "change 1 must be a name (to read it) or { name, value } (to set it),"
+        .. " got integer 5" },
+    { "a config pair with a table value",
+      function() api.config { "/r", { "append_only", {} } } end,
+      "config", "change 1 must be a name or { name, value } with a string or integer"
+        .. " value, got a table that is neither" },
+    { "a config pair with delete",
+      function() api.config { "/r", { "append_only", "1" }, delete = true } end,
+      "config", "change 1 sets a value, but delete = true deletes settings: give only"
+        .. " names" },
+    { "with_lock with an empty argv", function() api.with_lock { "/r", {} } end,
+      "with_lock", "the program's argv array is empty: give the program and its"
+        .. " arguments, as in { \"sh\", \"-c\", \"...\" }" },
+    { "with_lock with argv and positionals",
+      function() api.with_lock { "/r", { "true" }, "x" } end,
+      "with_lock", "give the program either as one array or as positionals after the"
+        .. " repository, not both" },
+    { "with_lock without a program", function() api.with_lock { "/r" } end,
+      "with_lock", "the positional argument 'command' is missing (borg with-lock needs"
+        .. " at least 2)" },
+    { "mount without a mount point", function() api.mount { "/r::a" } end,
+      "mount", "the positional argument 'mountpoint' is missing (borg mount needs at"
+        .. " least 2)" },
+    { "mount with a timeout", function() api.mount({ "/r::a", "/mnt" }, { timeout = 5 }) end,
+      "mount", "run option 'timeout' would stop the mount while it is in use; unmount"
+        .. " with handle:umount() instead" },
+    { "key_import of \"-\" without stdin", function() api.key_import { "/r", "-" } end,
+      "key_import", "positional argument 2 is \"-\", which reads data from stdin, but the"
+        .. " run table has no 'stdin' (give it the data to send)" },
+    { "key_import with paper", function() api.key_import { "/r", "k", paper = true } end,
+      "key_import", "option 'paper' makes borg ask for the key line by line on a"
+        .. " terminal; give the exported key file instead" },
+    { "an unknown option of a two-word command",
+      function() api.key_export { "/r", qr_htm = true } end,
+      "key_export", "unknown option 'qr_htm' (did you mean 'qr_html'?)" },
+    { "a flag of serve given a string",
+      function() api.serve { append_only = "yes" } end,
+      "serve", "option 'append_only' is a flag and takes true or false, got string \"yes\"" },
   }
 
   for _, case in ipairs(cases) do
