@@ -149,6 +149,21 @@ describe("borg.iter", function()
       rel .. "/sub/c.txt" }, paths)
   end)
 
+  it("import_tar yields file records", function()
+    local tar = dir .. "/a.tar"
+    api.export_tar { repo .. "::a", tar }
+    local source = assert(io.open(tar, "rb"))
+    local status = {}
+    for record in api.iter.import_tar({ repo .. "::b", "-" }, { stdin = source }) do
+      status[record.path] = record.status
+    end
+    source:close()
+    local rel = src:sub(2)
+    assert.are.equal("d", status[rel])
+    assert.are.equal("A", status[rel .. "/a.txt"])
+    assert.are.equal("A", status[rel .. "/sub/c.txt"])
+  end)
+
   it("prune yields what it keeps and prunes", function()
     api.create { repo .. "::b", src }
     local actions = {}

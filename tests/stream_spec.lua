@@ -161,3 +161,72 @@ describe("run-table stdin and stdout", function()
       1, true)
   end)
 end)
+
+describe("streams inside borg.parallel", function()
+  local dir, api
+
+  before_each(function()
+    dir = helpers.tmpdir()
+    api = helpers.instance(dir)
+    api.init { dir .. "/one", encryption = "none" }
+    api.init { dir .. "/two", encryption = "none" }
+  end)
+
+  after_each(function()
+    helpers.rmdir(dir)
+  end)
+
+  it("feeds two stdin sources side by side", function()
+    local borg = require "borg"
+    -- 8 MiB each: more than fits in the pipe, so each source waits for
+    -- "writable" events while the other function runs.
+    local function source(byte)
+      local chunk, left = string.rep(byte, 1024 * 1024), 8
+      return function()
+        left = left - 1
+        return left >= 0 and chunk or nil
+      end
+    end
+    local results, failed = borg.parallel {
+      function()
+        return api.create({ dir .. "/one::a", "-" }, { stdin = source("1") })
+      end,
+      function()
+        return api.create({ dir .. "/two::a", "-" }, { stdin = source("2") })
+      end,
+    }
+    assert.are.equal(0, failed)
+    assert.are.equal(8 * 1024 * 1024, results[1][2].stdin_bytes)
+    assert.are.equal(8 * 1024 * 1024, results[2][2].stdin_bytes)
+    for _, name in ipairs { "one", "two" } do
+      local bytes = {}
+      api.extract({ dir .. "/" .. name .. "::a", stdout = true }, { stdout = function(chunk)
+        bytes[#bytes + 1] = chunk
+      end })
+      local data = table.concat(bytes)
+      assert.are.equal(8 * 1024 * 1024, #data)
+      assert.are.equal(name == "one" and "1" or "2", data:sub(1, 1))
+    end
+  end)
+
+  it("iterates inside a parallel function", function()
+    local borg = require "borg"
+    local src = helpers.source_tree(dir)
+    api.create { dir .. "/one::a", src }
+    local results, failed = borg.parallel {
+      function()
+        local n = 0
+        for _ in api.iter.list { dir .. "/one::a" } do
+          n = n + 1
+        end
+        return n
+      end,
+      function()
+        return #api.list { dir .. "/one::a" }
+      end,
+    }
+    assert.are.equal(0, failed)
+    assert.are.equal(results[2][1], results[1][1])
+    assert.is_true(results[1][1] >= 5)
+  end)
+end)

@@ -41,6 +41,7 @@ local SOURCES = {
   list = { args = { json_lines = true }, stdout_lines = true, archive = true },
   diff = { args = { json_lines = true }, stdout_lines = true },
   create = { args = { list = true }, record = file_record },
+  import_tar = { args = { list = true }, record = file_record },
   extract = { args = { list = true }, record = path_record },
   export_tar = { args = { list = true }, record = path_record },
   prune = { args = { list = true }, record = prune_record },
