@@ -234,10 +234,18 @@ describe("results", function()
       local id = api.info({ keyed }, pass).repository.id
       local flag = dir .. "/base/.config/borg/security/" .. id .. "/tam_required"
       assert.is_not_nil(helpers.read(flag))
-      assert.is_nil(api.upgrade({ keyed, disable_tam = true }, pass))
+      assert.is_nil(api.upgrade({ keyed, disable_tam = true, log_level = "error" }, pass))
       assert.is_nil(helpers.read(flag))
       assert.is_nil(api.upgrade({ keyed, tam = true }, pass))
       assert.is_not_nil(helpers.read(flag))
+    end)
+
+    it("upgrade names the failure borg prints on stdout", function()
+      local ok, err = pcall(api.upgrade, { repo, tam = true })
+      assert.is_false(ok)
+      assert.are.equal("borg", err.kind)
+      assert.are.equal(2, err.rc)
+      assert.are.equal("this repository is not encrypted, cannot enable TAM", err.message)
     end)
 
     it("key_migrate_to_repokey converts an old passphrase repository", function()
@@ -293,6 +301,19 @@ describe("results", function()
       assert.are.equal("LockTimeout", helpers.read(dir .. "/msgid"))
       -- After with_lock, the lock is free again.
       assert.are.equal(1, #api.list { repo }.archives)
+    end)
+
+    it("with_lock passes the program's output to the host", function()
+      helpers.write(dir .. "/locked.lua", string.format([[
+        local api = borg.new{ env = { BORG_BASE_DIR = %q, BORG_SELFTEST = "disabled",
+                                      BORG_REPO = false, BORG_PASSPHRASE = false } }
+        api.with_lock{ %q, { "sh", "-c", "echo to-stdout; echo to-stderr >&2" } }
+      ]], dir .. "/base", repo))
+      local _, status = helpers.shell(q(helpers.borglua) .. " " .. q(dir .. "/locked.lua")
+        .. " >" .. q(dir .. "/out") .. " 2>" .. q(dir .. "/err"))
+      assert.are.equal(0, status)
+      assert.are.equal("to-stdout\n", helpers.read(dir .. "/out"))
+      assert.are.equal("to-stderr\n", helpers.read(dir .. "/err"))
     end)
 
     it("with_lock takes the program as positionals too", function()

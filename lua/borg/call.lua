@@ -249,6 +249,7 @@ function call.job(ctx, emit, on_list)
     print_log = not plan.quiet
       and printer(ctx.command, ctx.merged.log_json == true, ctx.log_level)
       or nil,
+    echo_text = plan.echo_text,
     capture_files = plan.capture_files,
     capture_list = plan.capture_list,
     capture_stats = plan.capture_stats,
@@ -305,6 +306,10 @@ local function failure_message(outcome)
   if message == nil then
     parser_error = last_match(outcome.stderr, parser_error_of)
     message = parser_error or outcome.stderr[#outcome.stderr]
+  end
+  if message == nil and outcome.stdout then
+    -- A few commands (upgrade) print their failure on stdout.
+    message = outcome.stdout:match("([^\n]*%S[^\n]*)\n?%s*$")
   end
   if message == nil then
     return nil, msgid

@@ -350,7 +350,18 @@ commands.rename = no_output()
 commands.break_lock = no_output()
 commands.key_change_passphrase = no_output()
 commands.key_migrate_to_repokey = no_output()
-commands.upgrade = no_output()
+-- upgrade prints its progress, and some failures, on stdout: the text is
+-- read so that a failure has borg's message, and dropped on success.
+commands.upgrade = {
+  plan = function()
+    local plan = new_plan()
+    plan.stdout = "whole"
+    return plan
+  end,
+  result = function()
+    return nil
+  end,
+}
 commands.umount = require("borg.mount").umount
 commands.mount = require("borg.mount").mount
 
@@ -481,7 +492,8 @@ commands.key_import = {
 -- with_lock runs a program while borg holds the repository's lock. The
 -- program is given as positionals after the repository, or as one array:
 -- borg.with_lock{ repo, { "rsync", "-a", repo, "/mnt/copy" } }. Its
--- stdout is the host's own stdout.
+-- stdout is the host's own stdout, and what it writes on stderr reaches
+-- the host's stderr (borg passes its own stderr, read by the host, on).
 commands.with_lock = {
   normalize = function(args)
     local program = args[2]
@@ -502,6 +514,7 @@ commands.with_lock = {
   plan = function()
     local plan = new_plan()
     plan.stdout = "inherit"
+    plan.echo_text = true
     return plan
   end,
   result = function()

@@ -140,6 +140,8 @@ mount.mount = {
             mountpoint, LIVE_WAIT),
         }, 0)
       end
+      -- NOTE: inside borg.parallel this sleep does not yield, so the
+      -- other functions wait until the mount point is live.
       core.sleep(POLL)
     end
     live[mountpoint] = handle

@@ -127,6 +127,9 @@ local function handle_stderr(job, state, line)
     handle_record(job, state, record)
   elseif line:find("%S") then
     push_bounded(state.stderr, line, STDERR_TAIL)
+    if job.echo_text then
+      io.stderr:write(line, "\n")
+    end
   end
 end
 
@@ -258,7 +261,8 @@ end
 -- stdin, nil at its end; without it stdin is /dev/null), stdio
 -- ("inherit": borg gets the host's own stdin, stdout and stderr),
 -- max_stdout (bytes of a whole stdout kept), stdout ("whole", "lines",
--- "chunks" or "null"), fds, on_line, on_chunk, on_log, on_file,
+-- "chunks" or "null"), echo_text (print stderr lines that are not
+-- records on the host's stderr), fds, on_line, on_chunk, on_log, on_file,
 -- on_progress, print_log, capture_files, capture_list, capture_stats,
 -- on_list (receives each file status record and each line of borg's list
 -- output instead of the captures), on_exit (called once borg is reaped).
