@@ -164,7 +164,9 @@ static int find_history(session *s) {
 }
 
 
-/* Write the history file, mode 0600; a failure is printed once. */
+/* Write the history file, mode 0600; a failure is printed once.
+ * NOTE: the whole file is rewritten, so of two sessions running at once
+ * the one that saves last drops the other's new entries. */
 static void save_history(session *s) {
   HistEvent ev;
   FILE *file;
@@ -289,7 +291,8 @@ static const char *edit_line(session *s, int *interrupted) {
   sigaction(SIGINT, &on_int, &saved);
   /* libedit tracks SIGWINCH only with EL_SIGNAL, whose handlers resend
    * each signal to the whole process group; asking for the size before
-   * each line follows a resize made between two lines. */
+   * each line follows a resize made between two lines.
+   * NOTE: a resize while a line is being typed is seen at the next line. */
   el_resize(s->el);
   line = el_gets(s->el, &count);
   err = errno;
