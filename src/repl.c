@@ -69,9 +69,9 @@ static void on_prompt_interrupt(int sig) {
 }
 
 
-/* Call borg.repl's function `name` with the values on top of the stack
- * (nargs) in protected mode; leave nresults values, or nils when it
- * fails (a bug of borg.repl, printed). */
+/* Call borg.repl's function `name` in protected mode with the nargs
+ * values on top of the stack, leaving nresults values. When it fails,
+ * which is a bug of borg.repl, print the message and leave nils. */
 static void call_module(session *s, const char *name, int nargs,
                         int nresults) {
   lua_State *L = s->L;
@@ -242,7 +242,8 @@ static int compile(lua_State *L) {
 }
 
 
-/* True when the message on top of the stack says the chunk ended early. */
+/* True when the message on top of the stack ends in "<eof>", which marks
+ * a chunk that is not complete yet. */
 static int incomplete(lua_State *L) {
   size_t len;
   const char *msg = lua_tolstring(L, -1, &len);
@@ -276,9 +277,9 @@ static void run(session *s) {
 }
 
 
-/* Read one line with libedit; returns it (owned by libedit), or NULL
- * with *interrupted set when Ctrl-C stopped the read, or NULL at end of
- * input. */
+/* Read one line with libedit and return it (libedit owns it). Return
+ * NULL at end of input, and also when Ctrl-C stopped the read, which
+ * sets *interrupted. */
 static const char *edit_line(session *s, int *interrupted) {
   struct sigaction on_int, saved;
   const char *line;

@@ -283,9 +283,9 @@ local function command_before(text, open)
 end
 
 -- Return the set of key names for the table being written at the end of
--- text, when it is an argument of a borg command call: the command's
--- options (and the library's own keys) in its first table, the run
--- options in its second. Return nil anywhere else.
+-- text when it is an argument of a borg command call, and nil anywhere
+-- else. In the first table these are the command's options and the
+-- library's own keys; in the second table, the run options.
 local function argument_keys(text, open, start)
   local last = open[#open]
   if last == nil or last[1] ~= "{" then
