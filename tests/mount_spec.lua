@@ -84,6 +84,27 @@ describe("mount", function()
     assert.are.equal(0, mount_processes(mnt))
   end)
 
+  it("leaves nothing mounted when a script ends without umount", function()
+    helpers.write(dir .. "/forget.lua", string.format([[
+      local api = borg.new{ env = { BORG_BASE_DIR = %q, BORG_SELFTEST = "disabled",
+                                    BORG_REPO = false, BORG_PASSPHRASE = false } }
+      mounted = api.mount{ %q, %q }
+      io.write(io.open(%q):read("a"))
+    ]], dir .. "/base", repo .. "::one", mnt, mnt .. "/src/a.txt"))
+    local output, status = helpers.shell(q(helpers.borglua) .. " " .. q(dir .. "/forget.lua"))
+    assert.are.equal(0, status)
+    assert.are.equal("alpha\n", output)
+    assert.is_false(mounted(mnt))
+    -- borg ends once its file system is gone; give it a moment.
+    for _ = 1, 50 do
+      if mount_processes(mnt) == 0 then
+        break
+      end
+      os.execute("sleep 0.1")
+    end
+    assert.are.equal(0, mount_processes(mnt))
+  end)
+
   it("keeps the mount when a file in it is open", function()
     local handle = api.mount { repo .. "::one", mnt }
     local file = assert(io.open(mnt .. "/src/a.txt", "r"))

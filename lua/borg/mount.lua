@@ -76,6 +76,16 @@ Handle.__close = function(self)
   end
 end
 
+-- A handle collected while still mounted (a script that ends without
+-- umount) detaches the mount lazily: borg 1.2 ends on the host's SIGTERM
+-- without unmounting, which would leave a dead mount behind.
+Handle.__gc = function(self)
+  if not self.reaped then
+    os.execute("fusermount -u -z '" .. self.mountpoint:gsub("'", "'\\''")
+      .. "' 2>/dev/null")
+  end
+end
+
 Handle.__tostring = function(self)
   return string.format("borg mount %s (pid %d%s)", self.mountpoint, self.pid,
     self.reaped and ", unmounted" or "")
