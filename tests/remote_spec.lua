@@ -1,5 +1,5 @@
--- Remote repositories through borg.serve: tests/bin/fake-ssh stands in
--- for ssh (BORG_RSH), and FAKE_SSH_FORCED plays the command="..." of an
+-- Remote repositories through borg.serve: tests/bin/fake-ssh replaces ssh
+-- (BORG_RSH), and FAKE_SSH_FORCED plays the command="..." of an
 -- authorized_keys entry, here `borglua -e 'borg.serve{...}'`.
 
 local helpers = require "helpers"
