@@ -74,6 +74,17 @@ describe("mount", function()
     assert.is_nil(handle:umount())
   end)
 
+  it("finds a relative mount point in the run table's cwd", function()
+    local handle = api.mount({ "repo::one", "mnt" }, { cwd = dir })
+    local content = helpers.read(mnt .. "/src/a.txt")
+    assert.are.equal(mnt, handle.mountpoint)
+    api.umount({ "mnt" }, { cwd = dir })
+    assert.are.equal("alpha\n", content)
+    assert.is_false(mounted(mnt))
+    assert.is_true(handle.reaped)
+    assert.are.equal(0, mount_processes(mnt))
+  end)
+
   it("unmounts when a <close> handle goes out of scope", function()
     do
       local handle <close> = api.mount { repo .. "::one", mnt }

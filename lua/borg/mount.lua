@@ -30,6 +30,15 @@ local function is_mount_point(path)
   return dev ~= nil and parent ~= nil and dev ~= parent
 end
 
+-- Return the absolute path of a mount point that borg, running in cwd,
+-- receives as path; the host's own directory may differ from cwd.
+local function resolve(path, cwd)
+  if path:sub(1, 1) ~= "/" and cwd then
+    path = cwd .. "/" .. path
+  end
+  return core.realpath(path) or path
+end
+
 local Handle = {}
 Handle.__index = Handle
 
@@ -97,7 +106,8 @@ mount.mount = {
       errors.usage("mount", "the mount point is missing: give it after the"
         .. " repository or archive, as in borg.mount{ \"repo::a\", \"/mnt/a\" }")
     end
-    if is_mount_point(args[2]) then
+    ctx.mountpoint = resolve(args[2], ctx.run.cwd)
+    if is_mount_point(ctx.mountpoint) then
       errors.usage("mount", "%s is a mount point already; unmount it first",
         args[2])
     end
@@ -110,7 +120,7 @@ mount.mount = {
   end,
   -- Start borg, wait until the mount point is live, return the handle.
   start = function(ctx, job)
-    local mountpoint = ctx.merged[2]
+    local mountpoint = ctx.mountpoint
     local print_log = job.print_log
     if print_log then
       -- borg 1.2 with pyfuse3 warns about trio on every unmount; the
@@ -166,7 +176,7 @@ mount.umount = {
     return { outputs = {}, stdout = "null" }
   end,
   result = function(_, state, ctx)
-    local mountpoint = ctx.merged[1]
+    local mountpoint = resolve(ctx.merged[1], ctx.run.cwd)
     -- borg umount exits with 1 when fusermount fails, as when a file in
     -- the mount is still open: the file system stays mounted.
     if is_mount_point(mountpoint) then
