@@ -12,6 +12,7 @@ local errors = require "borg.errors"
 local json = require "borg.json"
 local location = require "borg.location"
 local process = require "borg.process"
+local prompt = require "borg.prompt"
 local scheduler = require "borg.scheduler"
 local stream = require "borg.stream"
 
@@ -25,8 +26,8 @@ local LIBRARY_KEYS = { log_level = true, log_json = true }
 call.LIBRARY_KEYS = LIBRARY_KEYS
 
 -- Keys of the second table (how to run the command).
-local RUN_KEYS = { "cwd", "env", "on_file", "on_log", "on_progress", "stdin",
-                   "stdout", "timeout" }
+local RUN_KEYS = { "confirm", "cwd", "env", "on_file", "on_log", "on_progress",
+                   "on_prompt", "stdin", "stdout", "timeout" }
 call.RUN_KEYS = RUN_KEYS
 local IS_RUN_KEY = {}
 for _, name in ipairs(RUN_KEYS) do
@@ -188,7 +189,16 @@ function call.prepare(inst, command, args, run, iterate)
     table.move(words, 1, #words, 2, ctx.argvs[i])
   end
   ctx.argv = ctx.argvs[1]
-  ctx.env = env.list(env.apply(env.apply(env.host(), inst.env), call_env))
+  local child = env.child(inst, command, call_env)
+  prompt.set_answers(child.vars, command, run)
+  if child.stdin and run.stdin ~= nil then
+    errors.usage(command, "run option 'stdin' cannot be used: borg reads the"
+      .. " passphrases from stdin")
+  end
+  prompt.check(command, run, child.stdin or run.stdin)
+  ctx.env = env.list(child.vars)
+  ctx.fds, ctx.stdin, ctx.secrets = child.fds, child.stdin, child.secrets
+  ctx.new_passphrase = child.new_passphrase
   return ctx
 end
 
@@ -237,8 +247,9 @@ function call.job(ctx, emit, on_list)
     masked_argv = ctx.argv,
     env = ctx.env,
     cwd = run.cwd,
-    stdin = run.stdin,
+    stdin = ctx.stdin and stream.source(ctx.command, ctx.stdin),
     stdio = plan.stdio,
+    fds = ctx.fds,
     timeout = run.timeout,
     stdout = plan.stdout,
     max_stdout = ctx.max_stdout,
@@ -256,6 +267,7 @@ function call.job(ctx, emit, on_list)
     on_list = on_list,
   }
   stream.attach(job, ctx)
+  prompt.attach(job, ctx)
   return job
 end
 
@@ -324,7 +336,8 @@ end
 local function fail(fields, outcome, ctx)
   fields.command = ctx.command
   fields.argv = ctx.argv
-  fields.stderr = table.concat(outcome.stderr, "\n")
+  fields.stderr = env.mask_text(table.concat(outcome.stderr, "\n"), ctx.secrets)
+  fields.message = env.mask_text(fields.message, ctx.secrets)
   fields.log = outcome.log
   error(errors.new(fields), 0)
 end
@@ -354,13 +367,20 @@ local function judge(outcome, ctx)
   end
   local message, msgid, parser_error = failure_message(outcome)
   local kind = "borg"
+  local asked = not parser_error and prompt.failure(outcome, ctx, msgid)
+  if asked then
+    asked.rc = rc
+    fail(asked, outcome, ctx)
+  end
+  if ctx.command == "key_change_passphrase" and msgid == "PasswordRetriesExceeded" then
+    -- The current passphrase went to borg's prompt, which tries it (and
+    -- the lines after it) and then gives up instead of PassphraseWrong.
+    msgid = "PassphraseWrong"
+    message = "the current passphrase is wrong"
+  end
   if parser_error then
     kind = "usage"
     message = "borg rejected the arguments: " .. message
-  elseif msgid == "NoPassphraseFailure" then
-    kind = "prompt"
-    message = "borg needs a passphrase and cannot ask for one: set BORG_PASSPHRASE"
-      .. " or BORG_PASSCOMMAND in the instance's or the call's env"
   elseif rc == 1 then
     message = message or "check found problems in the repository"
   end
@@ -378,6 +398,7 @@ local function new_run(outcome, ctx)
     warnings = outcome.warnings,
     log = outcome.log,
     duration = outcome.duration,
+    answers = ctx.answers,
   }
 end
 

@@ -228,8 +228,11 @@ function dotenv.parse(text, base, source)
     if value ~= nil then
       value = expand(value, values, base)
     end
-    -- false marks a name without a value, which expands to "".
-    values[name] = value == nil and false or value
+    if value == nil then
+      values[name] = false -- a name without a value expands to ""
+    else
+      values[name] = value
+    end
     if index[name] == nil then
       order[#order + 1] = name
       index[name] = #order

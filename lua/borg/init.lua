@@ -34,7 +34,15 @@ for _, name in ipairs(COMMAND_NAMES) do
 end
 
 local INSTANCE_KEYS = { "borg", "defaults", "env", "log_json", "log_level",
-                        "options" }
+                        "options", "passphrase" }
+
+-- Instance methods about the environment; each accepts inst:name(...)
+-- and inst.name(...).
+local ENVIRON_METHODS = {
+  environ = env.changes,
+  set_environ = env.set_environ,
+  unset_environ = env.unset_environ,
+}
 
 local describe_type = errors.describe
 
@@ -78,6 +86,15 @@ Instance.__index = function(inst, name)
     local bound = iter.bind(inst)
     rawset(inst, name, bound)
     return bound
+  end
+  if ENVIRON_METHODS[name] then
+    local method = ENVIRON_METHODS[name]
+    return function(first, ...)
+      if first == inst then
+        return method(inst, ...)
+      end
+      return method(inst, first, ...)
+    end
   end
   if name == "version" then
     return function()
@@ -193,6 +210,7 @@ function borg.new(config)
     log_json = config.log_json == true,
     env = env.check("new", config.env, "setting 'env'"),
   }
+  env.attach(inst, config.passphrase)
   return setmetatable(inst, Instance)
 end
 
@@ -219,6 +237,9 @@ borg.commands = COMMAND_NAMES
 borg.format = format
 borg.errors = errors
 borg.is_error = errors.is
+-- Masking of secret values for printing environments (plan listings).
+borg.env = { mask = env.mask, mask_text = env.mask_text, is_secret = env.is_secret,
+             MASK = env.MASK }
 
 local default = borg.new()
 

@@ -95,6 +95,9 @@ end
 
 local function handle_record(job, state, record)
   local kind = record.type
+  if job.on_record then
+    job.on_record(record)
+  end
   if kind == "log_message" then
     handle_log(job, state, record)
   elseif kind == "file_status" then
@@ -258,7 +261,9 @@ end
 -- Start job and return its handle for process.step. job fields: command,
 -- argv (with the program first), masked_argv, env (list of "NAME=value"),
 -- cwd, timeout, stdin (a function that returns the next chunk of borg's
--- stdin, nil at its end; without it stdin is /dev/null), stdio
+-- stdin, nil at its end; without it stdin is /dev/null), keep_stdin (a
+-- pipe left open without stdin), on_spawn(proc), on_record(record)
+-- (every record, before it is sorted), stdio
 -- ("inherit": borg gets the host's own stdin, stdout and stderr),
 -- max_stdout (bytes of a whole stdout kept), stdout ("whole", "lines",
 -- "chunks" or "null"), echo_text (print stderr lines that are not
@@ -273,7 +278,7 @@ function process.start(job)
     args = job.argv,
     env = job.env,
     cwd = job.cwd,
-    stdin = inherit and "inherit" or job.stdin and "pipe" or "null",
+    stdin = inherit and "inherit" or (job.stdin or job.keep_stdin) and "pipe" or "null",
     stdout = inherit and "inherit" or job.stdout or "null",
     stderr = inherit and "inherit" or "pipe",
     fds = job.fds,
@@ -282,6 +287,9 @@ function process.start(job)
   }
   if proc == nil then
     process.spawn_error(job.command, job.argv[1], errname, message, job.masked_argv)
+  end
+  if job.on_spawn then
+    job.on_spawn(proc)
   end
   local handle = {
     job = job, proc = proc, source = job.stdin, started = core.now(),
