@@ -367,10 +367,10 @@ local function judge(outcome, ctx)
   end
   local message, msgid, parser_error = failure_message(outcome)
   local kind = "borg"
-  local asked = not parser_error and prompt.failure(outcome, ctx, msgid)
-  if asked then
-    asked.rc = rc
-    fail(asked, outcome, ctx)
+  local prompt_fields = not parser_error and prompt.failure(outcome, ctx, msgid)
+  if prompt_fields then
+    prompt_fields.rc = rc
+    fail(prompt_fields, outcome, ctx)
   end
   if ctx.command == "key_change_passphrase" and msgid == "PasswordRetriesExceeded" then
     -- The current passphrase went to borg's prompt, which tries it (and

@@ -1,10 +1,10 @@
 -- A reader of `.env` files that gives the values python-dotenv's
 -- dotenv_values gives (checked against python-dotenv 0.21).
 --
--- Format: one NAME=value per statement; blank lines and `#` comments;
--- an optional `export ` prefix; values unquoted (a ` #` starts a
+-- Format: one NAME=value per statement, with blank lines, `#` comments
+-- and an optional `export ` prefix. A value is unquoted (a ` #` starts a
 -- comment), in single quotes (escapes \\ and \'), or in double quotes
--- (escapes \\ \' \" \a \b \f \n \r \t \v); quoted values may span lines.
+-- (escapes \\ \' \" \a \b \f \n \r \t \v). Quoted values may span lines.
 -- `${NAME}` and `${NAME:-default}` expand in every value, from the
 -- values above in the file and then the base environment. A NAME with
 -- no `=` has no value (nil), and so is not set.

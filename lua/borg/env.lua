@@ -27,7 +27,7 @@ local env = {}
 -- borg from finding one of borg's own files there; it fails instead.
 env.PASSPHRASE_FD = 20
 
--- What masked values are replaced with.
+-- The text that replaces a masked value.
 env.MASK = "********"
 
 local PASSPHRASE_NAMES = { "BORG_PASSPHRASE", "BORG_PASSCOMMAND",
@@ -423,7 +423,7 @@ end
 -- Build the environment of one child for command. call_env is the
 -- call's checked `env`. Returns { vars = { NAME = value }, fds =
 -- { [n] = data } or nil, stdin = string or nil, secrets = { values },
--- new_passphrase = boolean }. vars never holds a passphrase.
+-- new_passphrase = boolean }. vars never contains a passphrase.
 function env.child(inst, command, call_env)
   local state = state_of(inst)
   local layers = {

@@ -149,19 +149,19 @@ local function one_line(question)
   return (table.concat(parts, " "):gsub("%s+", " "):gsub("^ ", ""):gsub(" $", ""))
 end
 
--- Return the question that borg asked and then saw answered with no (or
+-- Return the question that borg put and then saw answered with no (or
 -- an invalid answer), as { variable, question, env_answer }, or nil.
-local function refused_question(questions)
-  local asked, env_answer = {}, {}
+local function declined_question(questions)
+  local seen, env_answer = {}, {}
   for _, record in ipairs(questions) do
     local variable = record.msgid
     if record.type == "question_prompt" and IS_VARIABLE[variable] then
-      asked[variable] = record.message
+      seen[variable] = record.message
     elseif record.type == "question_env_answer" then
       env_answer[variable] = record.message
     elseif (record.type == "question_accepted_false"
-            or record.type == "question_invalid_answer") and asked[variable] then
-      return { variable = variable, question = asked[variable],
+            or record.type == "question_invalid_answer") and seen[variable] then
+      return { variable = variable, question = seen[variable],
                env_answer = env_answer[variable] }
     end
   end
@@ -171,23 +171,23 @@ end
 -- Return the fields of a "prompt" error for a failed outcome, or nil when
 -- the failure was not about a question or a missing passphrase.
 function prompt.failure(outcome, ctx, msgid)
-  local refused = refused_question(outcome.questions or {})
-  if refused then
-    local variable = refused.variable
-    local how
+  local declined = declined_question(outcome.questions or {})
+  if declined then
+    local variable = declined.variable
+    local answer_text
     if ctx.run.on_prompt then
-      how = "on_prompt answered no"
-    elseif refused.env_answer then
-      how = "the answer was " .. refused.env_answer
+      answer_text = "on_prompt answered no"
+    elseif declined.env_answer then
+      answer_text = "the answer was " .. declined.env_answer
     else
-      how = "nobody answered"
+      answer_text = "nobody answered"
     end
     return {
       kind = "prompt", msgid = msgid or variable, variable = variable,
-      question = refused.question,
+      question = declined.question,
       message = string.format("borg asked \"%s\" and %s; to allow it, pass"
         .. " confirm = true in the run table (sets %s=YES for this call only)"
-        .. " or answer with on_prompt", one_line(refused.question), how, variable),
+        .. " or answer with on_prompt", one_line(declined.question), answer_text, variable),
     }
   end
   if msgid == "NoPassphraseFailure" then
