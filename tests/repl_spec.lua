@@ -103,7 +103,7 @@ describe("repl.complete", function()
     local insert, listing = repl.complete('borg.create({ "/r::a", "/" }, { cwd = "/",'
       .. ' on_', 80)
     assert.are.equal("", insert)
-    assert.are.equal("on_file=      on_log=       on_progress=", listing)
+    assert.are.equal("on_file=      on_log=       on_progress=  on_prompt=", listing)
     assert.are.equal("", (repl.complete('print({ "/r" }, { ti')))
   end)
 
