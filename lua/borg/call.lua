@@ -195,7 +195,7 @@ function call.prepare(inst, command, args, run, iterate)
     errors.usage(command, "run option 'stdin' cannot be used: borg reads the"
       .. " passphrases from stdin")
   end
-  prompt.check(command, run, child.stdin or run.stdin)
+  prompt.check(command, run, child.stdin ~= nil)
   ctx.env = env.list(child.vars)
   ctx.fds, ctx.stdin, ctx.secrets = child.fds, child.stdin, child.secrets
   ctx.new_passphrase = child.new_passphrase
@@ -372,7 +372,7 @@ local function judge(outcome, ctx)
     prompt_fields.rc = rc
     fail(prompt_fields, outcome, ctx)
   end
-  if ctx.command == "key_change_passphrase" and msgid == "PasswordRetriesExceeded" then
+  if ctx.stdin and msgid == "PasswordRetriesExceeded" then
     -- The current passphrase went to borg's prompt, which tries it (and
     -- the lines after it) and then gives up instead of PassphraseWrong.
     msgid = "PassphraseWrong"

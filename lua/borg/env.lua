@@ -389,12 +389,16 @@ local function check_passphrase(command, what, value)
   end
 end
 
--- Route the passphrase of a key_change_passphrase call. borg reads the
+-- Route the passphrases of a command that replaces the key's passphrase
+-- (key_change_passphrase, key_migrate_to_repokey). borg reads the
 -- current passphrase a second time when it asks for the new one, and a
 -- descriptor can be read only once, so both go to borg's stdin as the
 -- lines borg's prompts read (Python's getpass reads stdin when there is
--- no terminal): the current one (unless empty: borg tries the empty
--- passphrase first), then the new one twice.
+-- no terminal): the current one, then the new one twice. A repokey or
+-- keyfile key tries the empty passphrase before it reads a line, so an
+-- empty current one is not written; the old passphrase key of
+-- key_migrate_to_repokey reads a line first. key_migrate_to_repokey keeps
+-- the current passphrase when no new one is given, as borg does.
 local function route_key_change(child, command, source, new)
   if source and source.name == "BORG_PASSCOMMAND" then
     if new then
@@ -405,10 +409,15 @@ local function route_key_change(child, command, source, new)
     child.vars.BORG_PASSCOMMAND = source.value
     return
   end
+  local migrate = command == "key_migrate_to_repokey"
+  local current = source and source.value
+  if migrate and new == nil then
+    new = current
+  end
   local lines = {}
-  if source and source.value ~= "" then
-    check_passphrase(command, "passphrase", source.value)
-    lines[#lines + 1] = source.value
+  if current and (current ~= "" or migrate) then
+    check_passphrase(command, "passphrase", current)
+    lines[#lines + 1] = current
   end
   if new then
     check_passphrase(command, "new passphrase", new)
@@ -457,7 +466,7 @@ function env.child(inst, command, call_env)
   if new then
     child.secrets[#child.secrets + 1] = new
   end
-  if command == "key_change_passphrase" then
+  if command == "key_change_passphrase" or command == "key_migrate_to_repokey" then
     route_key_change(child, command, source, new)
   elseif source and source.name == "BORG_PASSCOMMAND" then
     vars.BORG_PASSCOMMAND = source.value

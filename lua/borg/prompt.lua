@@ -41,18 +41,18 @@ local function confirmed_variables(command)
   return ACCESS
 end
 
--- Check the run options confirm and on_prompt; stdin is the data the
--- call already sends to borg's stdin (nil for none).
-function prompt.check(command, run, stdin)
+-- Check the run options confirm and on_prompt. passphrase_stdin is true
+-- when the passphrases of the call go to borg's stdin.
+function prompt.check(command, run, passphrase_stdin)
   if run.confirm ~= nil and type(run.confirm) ~= "boolean" then
     errors.usage(command, "run option 'confirm' must be true or false, got %s",
       errors.describe(run.confirm))
   end
-  if run.on_prompt and stdin ~= nil then
+  if run.on_prompt and (passphrase_stdin or run.stdin ~= nil) then
     errors.usage(command, "run option 'on_prompt' cannot be combined with %s,"
       .. " because borg reads the answers from the same stdin",
-      command == "key_change_passphrase" and "the passphrases that"
-        .. " key_change_passphrase sends on stdin" or "run option 'stdin'")
+      passphrase_stdin and "the passphrases that " .. command .. " sends on stdin"
+        or "run option 'stdin'")
   end
 end
 
