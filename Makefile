@@ -21,8 +21,11 @@ PACKAGES = gcc make pkg-config lua5.4 liblua5.4-dev lua-cjson lua-cjson-dev \
 
 BUILD = build
 LUA_SOURCES = $(sort $(wildcard lua/borg/*.lua))
-LIB_OBJECTS = $(BUILD)/core.o $(BUILD)/borglua.o $(BUILD)/embedded.o
-MODULE_OBJECTS = $(BUILD)/core.o $(BUILD)/borglua-module.o $(BUILD)/embedded.o
+WARM_OBJECTS = $(BUILD)/warm.o $(BUILD)/warm_source.o
+LIB_OBJECTS = $(BUILD)/core.o $(BUILD)/borglua.o $(BUILD)/embedded.o \
+              $(WARM_OBJECTS)
+MODULE_OBJECTS = $(BUILD)/core.o $(BUILD)/borglua-module.o $(BUILD)/embedded.o \
+                 $(WARM_OBJECTS)
 # The compiler finds the archive in its multiarch directory; the libdir
 # of Debian's lua5.4-cjson.pc says /usr/lib, where it is not.
 CJSON_ARCHIVE = $(shell $(CC) -print-file-name=liblua5.4-cjson.a)
@@ -56,7 +59,18 @@ $(BUILD)/embedded.c: scripts/embed.lua $(LUA_SOURCES) | $(BUILD)
 $(BUILD)/embedded.o: $(BUILD)/embedded.c src/embedded.h
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/core.o: src/core.c src/core.h | $(BUILD)
+$(BUILD)/core.o: src/core.c src/core.h src/warm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# The warm server (src/warm.py) is compiled in, so an installed borglua
+# needs no Python file on disk.
+$(BUILD)/warm_source.c: scripts/embed.lua src/warm.py | $(BUILD)
+	$(LUA) scripts/embed.lua --text borglua__warm_source $@ src/warm.py
+
+$(BUILD)/warm_source.o: $(BUILD)/warm_source.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/warm.o: src/warm.c src/warm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/borglua.o: src/borglua.c src/borglua.h src/core.h src/embedded.h | $(BUILD)

@@ -33,6 +33,7 @@
 #include "lauxlib.h"
 
 #include "core.h"
+#include "warm.h"
 
 #define LOOP_KEY "borg.core.loop"
 #define PROC_MT "borg.core.process"
@@ -102,6 +103,7 @@ typedef struct proc {
   size_t write_pending; /* bytes handed to uv_write, not yet written */
   int write_error;
   int want_writable;    /* Lua waits for a "writable" event */
+  int warm;             /* started by a warm server, not by uv_spawn */
 } proc;
 
 /* The host's signals that a running borg call forwards to its children. */
@@ -120,6 +122,7 @@ struct core_loop {
   struct sigaction saved_pipe; /* SIGPIPE before the first of them */
   int interrupted;
   int closed;
+  warm_pool *warm;             /* warm borg servers, made on first use */
 };
 
 
@@ -303,13 +306,11 @@ static void on_drain_timer(uv_timer_t *t) {
 }
 
 
-static void on_exit(uv_process_t *h, int64_t status, int sig) {
-  proc *p = h->data;
+static void proc_exited(proc *p, int64_t status, int sig) {
   p->exited = 1;
   p->exit_status = status;
   p->term_signal = sig;
   unlink_live(p);
-  close_handle((uv_handle_t *)&p->process, &p->process_open);
   if (!p->out_open && !p->err_open) {
     close_handle((uv_handle_t *)&p->timer, &p->timer_open);
     return;
@@ -321,6 +322,23 @@ static void on_exit(uv_process_t *h, int64_t status, int sig) {
   uv_kill(-p->pid, SIGKILL);
   uv_timer_stop(&p->timer);
   uv_timer_start(&p->timer, on_drain_timer, DRAIN_MS, 0);
+}
+
+
+static void on_exit(uv_process_t *h, int64_t status, int sig) {
+  proc *p = h->data;
+  close_handle((uv_handle_t *)&p->process, &p->process_open);
+  proc_exited(p, status, sig);
+}
+
+
+/* The exit report of a child that a warm server started. Until it comes,
+ * it counts as an open handle, as the process handle does for uv_spawn. */
+static void on_warm_exit(void *owner, int64_t status, int sig) {
+  proc *p = owner;
+  proc_exited(p, status, sig);
+  p->open_handles--;
+  maybe_free(p);
 }
 
 
@@ -573,6 +591,8 @@ static int loop_gc(lua_State *L) {
   }
   while (cl->live)
     uv_run(&cl->loop, UV_RUN_ONCE);
+  if (cl->warm)
+    borglua__warm_close(cl->warm);
   stop_signals(cl);
   /* Pipes of children that exited while Lua did not read them may still
    * be open. Close every remaining handle so the loop can end. */
@@ -753,18 +773,50 @@ static const char *const out_modes[] = {"whole", "lines", "chunks", "null",
                                         "inherit", NULL};
 
 
+/* Return 0 when the environment variable BORGLUA_WARM turns warm mode
+ * off (0, no, off or false). */
+static int warm_allowed(void) {
+  static const char *const off[] = {"0", "no", "off", "false", NULL};
+  const char *value = getenv("BORGLUA_WARM");
+  int i;
+  for (i = 0; value && off[i]; i++)
+    if (strcmp(value, off[i]) == 0)
+      return 0;
+  return 1;
+}
+
+
+/* Start p through a warm server of its program when one can serve it.
+ * Returns 1 when it did; otherwise *reason may explain why not. */
+static int spawn_warm(core_loop *cl, proc *p, uv_process_options_t *opt,
+                      const char **reason) {
+  if (!warm_allowed())
+    return 0;
+  if (cl->warm == NULL)
+    cl->warm = borglua__warm_new(&cl->loop);
+  if (cl->warm == NULL ||
+      !borglua__warm_spawn(cl->warm, opt, on_warm_exit, p, &p->pid, reason))
+    return 0;
+  p->warm = 1;
+  p->open_handles++; /* the exit report */
+  return 1;
+}
+
+
 /* core.spawn{ file=, args={...}, env={"K=V",...}, cwd=,
  * stdin="null"|"pipe"|"inherit", stdout="whole"|"lines"|"chunks"|"null"|
  * "inherit", stderr="pipe"|"inherit", fds={[n]=data}, timeout=s, grace=s,
- * max_line=n } -> process | nil, errname, message
- * "inherit" hands the host's own descriptor to the child unchanged. */
+ * max_line=n, warm=bool } -> process | nil, errname, message
+ * "inherit" hands the host's own descriptor to the child unchanged. With
+ * warm, a Python borg program runs as a child of a warm server. */
 static int core_spawn(lua_State *L) {
   core_loop *cl = get_loop(L);
   uv_process_options_t opt;
   uv_stdio_container_t stdio[MAX_STDIO];
   int readends[MAX_STDIO];
   int nread, count = 3, r, i, stdin_pipe = 0, stdin_inherit = 0;
-  int stderr_inherit = 0;
+  int stderr_inherit = 0, warm;
+  const char *warm_reason = NULL;
   double timeout = 0;
   proc *p, **ud;
 
@@ -820,7 +872,9 @@ static int core_spawn(lua_State *L) {
   if (field_type(L, 1, "max_stdout") == LUA_TNUMBER && lua_tointeger(L, -1) > 0)
     p->max_stdout = (size_t)lua_tointeger(L, -1);      /* 14 */
   lua_pop(L, 1);
-  ud = lua_newuserdatauv(L, sizeof *ud, 0);            /* 14: process */
+  warm = lua_getfield(L, 1, "warm") != LUA_TNIL && lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  ud = lua_newuserdatauv(L, sizeof *ud, 1);            /* 14: process */
   *ud = p;
   luaL_setmetatable(L, PROC_MT);
   p->orphan = 0;
@@ -872,6 +926,8 @@ static int core_spawn(lua_State *L) {
     for (i = 0; i < -1 - nread; i++)
       close(readends[i]);
     r = UV_EMFILE;
+  } else if (warm && spawn_warm(cl, p, &opt, &warm_reason)) {
+    r = 0;
   } else {
     int *hidden = hide_fds();
     r = uv_spawn(&cl->loop, &p->process, &opt);
@@ -897,9 +953,15 @@ static int core_spawn(lua_State *L) {
     lua_pushstring(L, uv_strerror(r));
     return 3;
   }
-  p->open_handles++; /* the process handle */
-  p->process_open = 1;
-  p->pid = p->process.pid;
+  if (!p->warm) {
+    p->open_handles++; /* the process handle */
+    p->process_open = 1;
+    p->pid = p->process.pid;
+  }
+  if (warm_reason != NULL) {
+    lua_pushstring(L, warm_reason);
+    lua_setiuservalue(L, 14, 1);
+  }
   if (stdin_pipe) {
     p->stdin_pipe = 1;
     hold_sigpipe(cl);
@@ -1110,6 +1172,16 @@ static int proc_kill(lua_State *L) {
                    timer_ms(p->grace), 0);
   }
   return 0;
+}
+
+
+/* proc:warm() -> true when a warm server started the process; else false
+ * and, when warm mode was asked for and could not be used, the reason. */
+static int proc_warm(lua_State *L) {
+  proc *p = check_proc(L);
+  lua_pushboolean(L, p->warm);
+  lua_getiuservalue(L, 1, 1);
+  return 2;
 }
 
 
@@ -1324,6 +1396,7 @@ static const luaL_Reg proc_methods[] = {
   {"pending", proc_pending},
   {"pid", proc_pid},
   {"read", proc_read},
+  {"warm", proc_warm},
   {"write", proc_write},
   {NULL, NULL}
 };

@@ -158,7 +158,7 @@ function call.prepare(inst, command, args, run, iterate)
   local level = check_levels(command, merged, inst)
   local ctx = { command = command, run = run, log_level = level,
                 max_stdout = call.MAX_STDOUT, inst = inst,
-                timeout = run.timeout, merged = merged,
+                timeout = run.timeout, merged = merged, warm = inst.warm,
                 definition = commands[command] or commands.generic }
   -- Some commands take arguments that are not borg's own (config's
   -- changes, with_lock's argv array); normalize turns them into borg's.
@@ -246,6 +246,8 @@ function call.job(ctx, emit, on_list)
     argv = ctx.argv,
     masked_argv = ctx.argv,
     env = ctx.env,
+    warm = ctx.warm,
+    log_level = ctx.log_level,
     cwd = run.cwd,
     stdin = ctx.stdin and stream.source(ctx.command, ctx.stdin),
     stdio = plan.stdio,

@@ -34,7 +34,7 @@ for _, name in ipairs(COMMAND_NAMES) do
 end
 
 local INSTANCE_KEYS = { "borg", "defaults", "env", "log_json", "log_level",
-                        "options", "passphrase" }
+                        "options", "passphrase", "warm" }
 
 -- Instance methods about the environment; each accepts inst:name(...)
 -- and inst.name(...).
@@ -178,6 +178,10 @@ local function check_instance(config)
     errors.usage("new", "setting 'borg' must be the program to run, got %s",
       describe_type(config.borg))
   end
+  if config.warm ~= nil and type(config.warm) ~= "boolean" then
+    errors.usage("new", "setting 'warm' must be true or false, got %s",
+      describe_type(config.warm))
+  end
   if config.log_level ~= nil and not call.LOG_LEVELS[config.log_level] then
     errors.usage("new", "log_level must be one of debug, info, warning, error,"
       .. " critical, got %s", describe_type(config.log_level))
@@ -209,6 +213,7 @@ function borg.new(config)
     log_level = config.log_level or "warning",
     log_json = config.log_json == true,
     env = env.check("new", config.env, "setting 'env'"),
+    warm = config.warm ~= false,
   }
   env.attach(inst, config.passphrase)
   return setmetatable(inst, Instance)

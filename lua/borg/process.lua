@@ -258,6 +258,21 @@ function process.spawn_error(command, program, name, message, argv)
   }, 0)
 end
 
+local cold_noted = {} -- programs whose fallback from warm mode was logged
+
+-- Log once per program, at debug level, why a call that asked for warm
+-- mode runs borg with exec instead.
+local function note_cold(job, state, proc)
+  local warm, reason = proc:warm()
+  if warm or reason == nil or job.log_level ~= "debug"
+      or cold_noted[job.argv[1]] then
+    return
+  end
+  cold_noted[job.argv[1]] = true
+  handle_log(job, state, { type = "log_message", levelname = "DEBUG",
+    name = "borglua.warm", time = os.time(), message = reason })
+end
+
 -- Start job and return its handle for process.step. job fields: command,
 -- argv (with the program first), masked_argv, env (list of "NAME=value"),
 -- cwd, timeout, stdin (a function that returns the next chunk of borg's
@@ -270,7 +285,8 @@ end
 -- records on the host's stderr), fds, on_line, on_chunk, on_log, on_file,
 -- on_progress, print_log, capture_files, capture_list, capture_stats,
 -- on_list (receives each file status record and each line of borg's list
--- output instead of the captures), on_exit (called once borg is reaped).
+-- output instead of the captures), on_exit (called once borg is reaped),
+-- warm (start borg through a warm server when it can), log_level.
 function process.start(job)
   local inherit = job.stdio == "inherit"
   local proc, errname, message = core.spawn {
@@ -284,6 +300,7 @@ function process.start(job)
     fds = job.fds,
     timeout = job.timeout,
     max_stdout = job.max_stdout,
+    warm = job.warm,
   }
   if proc == nil then
     process.spawn_error(job.command, job.argv[1], errname, message, job.masked_argv)
@@ -299,6 +316,7 @@ function process.start(job)
       stdin_bytes = 0, stdout_bytes = 0, pid = proc:pid(),
     },
   }
+  note_cold(job, handle.state, proc)
   local ok, err = pcall(feed, handle)
   if not ok then
     process.abort(handle)
