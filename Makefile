@@ -134,10 +134,19 @@ $(BUILD)/embed-example: scripts/embed-example.c src/borglua.h $(BUILD)/libborglu
 	$(CC) $(ALL_CFLAGS) -o $@ scripts/embed-example.c $(BUILD)/libborglua.a \
 	  $(LIBS) -lm $(LDFLAGS)
 
+# The suite runs once per mode: borg started by warm servers (the
+# default), and borg started with exec (BORGLUA_WARM=0). Both must pass
+# alike; MODES=warm or MODES=cold runs one while iterating.
+MODES ?= warm cold
 test: all
 	@$(MAKE) --no-print-directory $(BUILD)/embed_signal $(BUILD)/embed-example
-	BORGLUA=$(CURDIR)/$(BUILD)/borglua BORGLUA_TOP=$(CURDIR) \
-	  BORG_PYTHON=$(BORG_PYTHON) $(BUILD)/borglua tests/busted.lua $(SPECS)
+	@for mode in $(MODES); do \
+	  echo "specs with $$mode borg:"; \
+	  if [ $$mode = cold ]; then warm=0; else warm=1; fi; \
+	  BORGLUA_WARM=$$warm BORGLUA=$(CURDIR)/$(BUILD)/borglua \
+	    BORGLUA_TOP=$(CURDIR) BORG_PYTHON=$(BORG_PYTHON) \
+	    $(BUILD)/borglua tests/busted.lua $(SPECS) || exit 1; \
+	done
 
 demo: all
 	sh scripts/demo.sh

@@ -11,9 +11,9 @@
  *
  * Servers are children of the host in sessions of their own. A server
  * exits when its socket reaches end of file, which happens when the host
- * closes the pool or exits in any way, SIGKILL included; it terminates
+ * closes the pool or exits in any way, SIGKILL included. It terminates
  * its children first. A server is started with the start-up variables of
- * the call that needed it (see STARTUP_* in warm.py), and it refuses a
+ * the call that needed it (see STARTUP_* in warm.py), and it turns down a
  * call whose start-up variables differ, so another server starts for
  * those (up to MAX_SERVERS per program).
  *
@@ -95,16 +95,16 @@ typedef struct warm_server {
   uint64_t used;
 } warm_server;
 
-typedef struct refusal {
-  struct refusal *next;
+typedef struct fallback {
+  struct fallback *next;
   char *script;
   char *reason;
-} refusal;
+} fallback;
 
 struct warm_pool {
   uv_loop_t *loop;
   warm_server *servers;
-  refusal *refused;
+  fallback *fallbacks;
   int closing;
   int open_servers;     /* servers with handles not yet closed */
   char message[PATH_MAX + MAX_MESSAGE]; /* reason of the last fallback */
@@ -245,8 +245,8 @@ static int is_python(const char *name) {
 
 /* Read the #! line of script into line and split it as Linux does: the
  * interpreter, then the rest as one optional argument. Returns 1 when the
- * interpreter is Python, directly or as `/usr/bin/env pythonX`; *via_env
- * tells which. */
+ * interpreter is Python, directly or as `/usr/bin/env pythonX`, and sets
+ * *via_env for the second form. */
 static int python_script(const char *script, char *line, char **interp,
                          char **arg, int *via_env) {
   int fd = open(script, O_RDONLY | O_CLOEXEC);
@@ -302,7 +302,7 @@ static int startup_variable(const char *entry, int via_env) {
 }
 
 
-/* Return the umask of the host without changing it, when Linux says it. */
+/* Return the umask of the host, read from /proc without changing it. */
 static unsigned current_umask(void) {
   FILE *status = fopen("/proc/self/status", "re");
   char line[256];
@@ -327,8 +327,8 @@ static unsigned current_umask(void) {
 static void server_lost(warm_server *s);
 
 
-/* Append what the socket holds to the input buffer. Returns -1 at end of
- * file or on an error, else 0. */
+/* Append the bytes waiting on the socket to the input buffer. Returns
+ * -1 at end of file or on an error, else 0. */
 static int drain_input(warm_server *s) {
   for (;;) {
     ssize_t n;
@@ -538,9 +538,9 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 /* ---- server life ------------------------------------------------------- */
 
 static void free_pool(warm_pool *pool) {
-  refusal *r = pool->refused;
+  fallback *r = pool->fallbacks;
   while (r) {
-    refusal *next = r->next;
+    fallback *next = r->next;
     free(r->script);
     free(r->reason);
     free(r);
@@ -576,9 +576,9 @@ static void on_close(uv_handle_t *h) {
 }
 
 
-/* The server is gone or must not be used again: close the socket, which
- * tells a live server to exit, and report its children as killed. They
- * are: the server's children die with it (parent-death signal). */
+/* Mark a server that is gone or must not be used again. Closing the
+ * socket makes a live server exit, and its children are reported as
+ * killed, because they die with it (parent-death signal SIGKILL). */
 static void server_lost(warm_server *s) {
   if (s->state == DEAD)
     return;
@@ -657,9 +657,9 @@ static void stop_server(warm_server *s) {
 
 
 /* Record that script cannot be served; returns the stored reason. */
-static const char *refuse(warm_pool *pool, const char *script,
+static const char *record_fallback(warm_pool *pool, const char *script,
                           const char *fmt, ...) {
-  refusal *r = calloc(1, sizeof *r);
+  fallback *r = calloc(1, sizeof *r);
   char text[MAX_MESSAGE];
   va_list ap;
   va_start(ap, fmt);
@@ -673,15 +673,15 @@ static const char *refuse(warm_pool *pool, const char *script,
     snprintf(pool->message, sizeof pool->message, "%s", text);
     return pool->message;
   }
-  r->next = pool->refused;
-  pool->refused = r;
+  r->next = pool->fallbacks;
+  pool->fallbacks = r;
   return r->reason;
 }
 
 
-static const char *refused(warm_pool *pool, const char *script) {
-  refusal *r;
-  for (r = pool->refused; r; r = r->next)
+static const char *fallback_reason(warm_pool *pool, const char *script) {
+  fallback *r;
+  for (r = pool->fallbacks; r; r = r->next)
     if (strcmp(r->script, script) == 0)
       return r->reason;
   return NULL;
@@ -781,9 +781,9 @@ static warm_server *start_server(warm_pool *pool, const char *script,
   if (r != 0) {
     if (pair[0] >= 0)
       close(pair[0]);
-    *reason = refuse(pool, script, "%s: cannot start a warm server with %s"
-                     " (%s); running it with exec", script, interp,
-                     uv_strerror(r));
+    *reason = record_fallback(pool, script, "%s: cannot start a warm server"
+                              " with %s (%s); running it with exec", script,
+                              interp, uv_strerror(r));
     if (s->spawn_called) {
       uv_close((uv_handle_t *)&s->process, on_close_unstarted);
     } else {
@@ -819,11 +819,11 @@ static warm_server *start_server(warm_pool *pool, const char *script,
   free(f.data);
   if (s->state == READY)
     return s;
-  *reason = refuse(pool, script, "%s: the warm server did not start (%s);"
-                   " running it with exec", script,
-                   s->failure ? s->failure
-                   : s->timed_out ? "it took longer than 60 s"
-                   : "it exited during start-up");
+  *reason = record_fallback(pool, script, "%s: the warm server did not"
+                            " start (%s); running it with exec", script,
+                            s->failure ? s->failure
+                            : s->timed_out ? "it took longer than 60 s"
+                            : "it exited during start-up");
   stop_server(s);
   return NULL;
 }
@@ -987,11 +987,11 @@ int borglua__warm_spawn(warm_pool *pool, uv_process_options_t *opt,
   if (pool->closing || resolve_program(opt->file, env, script,
                                        sizeof script) != 0)
     return 0;
-  if ((*reason = refused(pool, script)) != NULL)
+  if ((*reason = fallback_reason(pool, script)) != NULL)
     return 0;
   if (!python_script(script, line, &interp, &arg, &via_env)) {
-    *reason = refuse(pool, script, "%s is not a Python script; running it"
-                     " with exec", script);
+    *reason = record_fallback(pool, script, "%s is not a Python script;"
+                              " running it with exec", script);
     return 0;
   }
   if (open_request(&q, opt) != 0)

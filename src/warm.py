@@ -53,7 +53,7 @@ class StartError(Exception):
     """The server cannot serve this program; the host runs it with exec."""
 
 
-# ---- frames ----------------------------------------------------------------
+# ---- frames ------------------------------------------------------------
 
 class Reader:
     """Split the control stream into frames and keep received descriptors."""
@@ -128,7 +128,7 @@ def environment(entries):
     return env
 
 
-# ---- start-up ----------------------------------------------------------------
+# ---- start-up ----------------------------------------------------------
 
 def is_main_guard(node):
     """Return True for `if __name__ == '__main__':`."""
@@ -316,7 +316,7 @@ class Program:
         return all(env.get(n) == self.env.get(n) for n in names)
 
 
-# ---- children -----------------------------------------------------------------
+# ---- children ----------------------------------------------------------
 
 def install_fds(targets, fds):
     """Give each received descriptor its target number and close all
@@ -447,7 +447,7 @@ def child(program, server_pid, libc, request):
     run_main(program)
 
 
-# ---- the server loop -------------------------------------------------------------
+# ---- the server loop ---------------------------------------------------
 
 class Server:
     def __init__(self, sock, program):
