@@ -723,6 +723,9 @@ static int spawn_server(warm_server *s, char **args, char **env, int sock) {
   opt.file = args[0];
   opt.args = args;
   opt.env = env;
+  /* Each child gets its call's directory; the server itself keeps none
+   * busy, so a file system the host left can still be unmounted. */
+  opt.cwd = "/";
   opt.stdio = stdio;
   opt.stdio_count = 4;
   opt.exit_cb = on_server_exit;
