@@ -581,6 +581,7 @@ static int loop_gc(lua_State *L) {
   proc *p;
   if (cl->closed)
     return 0;
+  uv_update_time(&cl->loop);
   for (p = cl->live; p; p = p->next) {
     kill_group(p, SIGTERM);
     if (p->timer_open) {
@@ -976,6 +977,9 @@ static int core_spawn(lua_State *L) {
     close_handle((uv_handle_t *)&p->err, &p->err_open);
   else
     uv_read_start((uv_stream_t *)&p->err, on_alloc, on_read_err);
+  /* The loop's clock stands still while Lua runs without the loop, so a
+   * timeout counted from it could end at once. */
+  uv_update_time(&cl->loop);
   if (timer_ms(timeout) > 0)
     uv_timer_start(&p->timer, on_timeout, timer_ms(timeout), 0);
 
@@ -1167,6 +1171,7 @@ static int proc_kill(lua_State *L) {
   kill_group(p, sig);
   if (!p->exited && p->timer_open && sig != SIGKILL && !p->killed) {
     p->killed = 1;
+    uv_update_time(&p->cl->loop);
     uv_timer_stop(&p->timer);
     uv_timer_start(&p->timer, on_kill_timer,
                    timer_ms(p->grace), 0);
@@ -1203,6 +1208,7 @@ static int proc_gc(lua_State *L) {
   p->orphan = 1;
   if (!p->exited) {
     kill_group(p, SIGTERM);
+    uv_update_time(&p->cl->loop);
     if (p->timer_open) {
       uv_timer_stop(&p->timer);
       uv_timer_start(&p->timer, on_kill_timer,

@@ -635,6 +635,8 @@ static int has_reply(warm_server *s) {
  * serving the other children meanwhile. */
 static void run_until(warm_server *s, int (*done)(warm_server *), uint64_t ms) {
   s->timed_out = 0;
+  /* The loop's clock stands still while Lua runs without it. */
+  uv_update_time(s->pool->loop);
   uv_timer_start(&s->timer, on_wait_timer, ms, 0);
   while (!done(s) && !s->timed_out)
     uv_run(s->pool->loop, UV_RUN_ONCE);

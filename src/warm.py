@@ -22,6 +22,7 @@ SCM_RIGHTS with its first bytes.
 import array
 import ast
 import ctypes
+import gc
 import io
 import os
 import select
@@ -611,6 +612,10 @@ def main():
     script = sys.argv[1]
     sock, reader, program = start(script)
     server = Server(sock, program)
+    # Keep the collector of each child off the objects loaded so far, so
+    # that it does not write to, and copy, the pages shared with the server.
+    gc.collect()
+    gc.freeze()
     send_frame(sock, READY)
     try:
         server.serve(reader)

@@ -49,22 +49,23 @@ local function with_mode(env, value)
   return list
 end
 
--- Make five repositories of five small archives; return their paths.
-local function fixtures(bench, dir, env)
+-- Make count repositories of count small archives; return their paths.
+local function fixtures(bench, dir, env, count)
   local source = bench.random_tree(dir, "source", 3, 1000)
   local repos = {}
-  for r = 1, 5 do
+  for r = 1, count do
     repos[r] = dir .. "/repo" .. r
     bench.run(bench.init_argv(repos[r]), { env = env })
-    for a = 1, 5 do
+    for a = 1, count do
       bench.run({ bench.borg, "create", repos[r] .. "::a" .. a, source }, { env = env })
     end
   end
   return repos
 end
 
--- Write the policy of 20 calls (list and info on each repository, twice)
--- as a borglua script and as a shell script; return their paths.
+-- Write the policy (list and info on each repository, twice: 20 calls
+-- for 5 repositories) as a borglua script and as a shell script; return
+-- their paths.
 local function policies(bench, dir, repos)
   local lua, sh = {}, {}
   for _ = 1, 2 do
@@ -93,9 +94,10 @@ return {
   run = function(bench)
     local calls = bench.setting("BENCH_WARM_CALLS", 5, 1)
     local runs = bench.setting("BENCH_WARM_RUNS", 5, 1)
+    local count = bench.smoke and 2 or 5
     return bench.with_tmpdir(function(dir)
       local env = bench.env { BORG_BASE_DIR = dir .. "/base" }
-      local repos = fixtures(bench, dir, env)
+      local repos = fixtures(bench, dir, env, count)
       local repo = repos[1]
       local chunk = string.format(BORGLUA_LOOP, repo, calls)
       local loop_py = dir .. "/loop.py"
@@ -123,9 +125,9 @@ return {
 
       local warm_shell = bench.pairs(runs, 0, borglua("1"), shell)
       local cold_shell = bench.pairs(runs, 0, borglua("0"), shell)
-      local per_call = string.format("list --json on a repository of 5 archives, %d"
+      local per_call = string.format("list --json on a repository of %d archives, %d"
         .. " calls per run after 1 not counted, %d pairs run in turn, median of the"
-        .. " pairwise ratios A / B; seconds per call", calls, runs)
+        .. " pairwise ratios A / B; seconds per call", count, calls, runs)
       local entries = {
         {
           id = "6a", measure = "per call: borglua warm vs shell",
@@ -163,13 +165,14 @@ return {
       end
       local policy_runs = math.max(runs // 2, 1)
       local method = string.format("wall time of the whole program: list and info"
-        .. " --json on 5 repositories, twice; %d pairs run in turn, median of the"
-        .. " pairwise ratios A / B", policy_runs)
+        .. " --json on %d repositories, twice; %d pairs run in turn, median of the"
+        .. " pairwise ratios A / B", count, policy_runs)
       for _, mode in ipairs { { "warm", "1" }, { "cold", "0" } } do
         local measured = bench.pairs(policy_runs, 0, policy(mode[2]), policy_shell)
         entries[#entries + 1] = {
           id = mode[1] == "warm" and "6d" or "6e",
-          measure = "policy of 20 calls: borglua " .. mode[1] .. " vs shell",
+          measure = string.format("policy of %d calls: borglua %s vs shell",
+            4 * count, mode[1]),
           a = bench.seconds(measured.a), b = bench.seconds(measured.b),
           result = string.format("× %.3f", measured.ratio), method = method,
         }
