@@ -57,7 +57,7 @@ extern const size_t borglua__warm_source_size;
 #define MAX_MESSAGE 4096
 
 /* Frames to the server, and from it (see warm.py). */
-enum { TO_INIT = 1, TO_SPAWN = 2, TO_REAP = 3 };
+enum { TO_INIT = 1, TO_SPAWN = 2 };
 enum { FROM_READY = 1, FROM_FAILED = 2, FROM_STARTED = 3, FROM_REJECTED = 4,
        FROM_MISMATCH = 5, FROM_EXITED = 6 };
 enum { STARTING, READY, DEAD };
@@ -406,17 +406,6 @@ static int send_frame(warm_server *s, const frame *f, const int *fds,
 }
 
 
-static void send_reap(warm_server *s, int pid) {
-  frame f;
-  begin_frame(&f, TO_REAP);
-  put_u32(&f, (uint32_t)pid);
-  end_frame(&f);
-  if (send_frame(s, &f, NULL, 0) != 0)
-    server_lost(s);
-  free(f.data);
-}
-
-
 /* ---- receiving --------------------------------------------------------- */
 
 static void child_exited(warm_server *s, int pid, int64_t status, int sig) {
@@ -433,9 +422,6 @@ static void child_exited(warm_server *s, int pid, int64_t status, int sig) {
     free(c);
     break;
   }
-  /* The child stays a zombie until now, so its pid and process group
-   * could not be reused while core.c might still signal them. */
-  send_reap(s, pid);
 }
 
 

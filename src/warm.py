@@ -35,7 +35,7 @@ import time
 CONTROL_FD = 3
 
 # Frames from the host.
-INIT, SPAWN, REAP = 1, 2, 3
+INIT, SPAWN = 1, 2
 # Frames to the host.
 READY, FAILED, STARTED, REJECTED, MISMATCH, EXITED = 1, 2, 3, 4, 5, 6
 
@@ -381,19 +381,28 @@ def exit_status(error):
 
 def finish(status):
     """End the child as the interpreter ends a script: wait for threads,
-    run the atexit functions and flush the standard streams."""
+    run the atexit functions and flush sys.stdout and sys.stderr unless
+    they are closed. A failed flush makes the status 120, as in Python."""
     import atexit
     import threading
     shutdown = getattr(threading, "_shutdown", None)
     if shutdown is not None:
         shutdown()
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+    for stream in (sys.stdout, sys.stderr):
         try:
-            if stream is not None:
+            if stream is not None and not stream.closed:
                 stream.flush()
         except Exception:
             status = 120
+    # The original streams share their buffers with any replacement; the
+    # interpreter flushes them when it destroys them, ignoring errors.
+    for stream in (sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None and not stream.closed:
+                stream.flush()
+        except Exception:
+            pass
     os._exit(status & 0xFF)
 
 
@@ -455,8 +464,7 @@ class Server:
         self.sock = sock
         self.program = program
         self.pid = os.getpid()
-        self.running = set()   # children not yet exited
-        self.reported = set()  # exited, reported, not yet reaped
+        self.running = set()  # children not yet reaped
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wake_w)
@@ -494,39 +502,30 @@ class Server:
                 os.close(fd)
 
     def collect(self):
-        """Report children that exited; they stay zombies until the host
-        sends REAP, so their pid and process group are not reused while
-        the host may still signal them."""
-        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
-        for pid in list(self.running):
+        """Reap the children that exited and report them. They are reaped
+        at once, as libuv reaps a child of its own, so that nobody sees a
+        zombie after the call returned.
+        NOTE: the host may signal a pid in the moment between this reap and
+        the report; libuv's own reaping has a like moment."""
+        while self.running:
             try:
-                info = os.waitid(os.P_PID, pid, flags)
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                info = None
-                self.running.discard(pid)
-            if info is None or info.si_pid == 0:
-                continue
-            if info.si_code == os.CLD_EXITED:
-                status, signum = info.si_status, 0
-            else:
-                status, signum = 0, info.si_status
+                return
+            if pid == 0:
+                return
             self.running.discard(pid)
-            self.reported.add(pid)
-            send_frame(self.sock, EXITED, struct.pack("=IiI", pid, status,
+            if os.WIFSIGNALED(status):
+                code, signum = 0, os.WTERMSIG(status)
+            else:
+                code, signum = os.WEXITSTATUS(status), 0
+            send_frame(self.sock, EXITED, struct.pack("=IiI", pid, code,
                                                       signum))
-
-    def reap(self, body):
-        pid, = struct.unpack("=I", body[:4])
-        if pid in self.reported:
-            self.reported.discard(pid)
-            os.waitpid(pid, 0)
 
     def handle(self, kind, body, reader):
         if kind == SPAWN:
             count = struct.unpack_from("=I", body, 8)[0] + 1
             self.spawn(body, reader.take_fds(count))
-        elif kind == REAP:
-            self.reap(body)
 
     def serve(self, reader):
         while True:
@@ -549,8 +548,8 @@ class Server:
                     frame = reader.frame()
 
     def stop_children(self):
-        """The host is gone: end the children as the host would have,
-        SIGTERM to each process group and SIGKILL after the grace time."""
+        """End the children of a host that is gone as the host would have:
+        SIGTERM to each process group, and SIGKILL after the grace time."""
         for pid in self.running:
             signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + GRACE
@@ -561,8 +560,6 @@ class Server:
             time.sleep(0.05)
         for pid in self.running:
             signal_group(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        for pid in self.reported:
             os.waitpid(pid, 0)
 
 
