@@ -923,6 +923,9 @@ static int core_spawn(lua_State *L) {
   /* A new session: the child has no controlling terminal, so a prompt
    * that opens /dev/tty fails at once instead of waiting forever. */
   opt.flags = UV_PROCESS_DETACHED;
+  /* Catch the host's signals before the child runs: a signal sent as
+   * soon as the child shows up must reach it, not end the host. */
+  start_signals(cl);
   if (nread < 0) {
     for (i = 0; i < -1 - nread; i++)
       close(readends[i]);
@@ -949,6 +952,7 @@ static int core_spawn(lua_State *L) {
       uv_close((uv_handle_t *)&p->process, on_close);
     }
     uv_run(&cl->loop, UV_RUN_NOWAIT);
+    stop_signals(cl);
     lua_pushnil(L);
     lua_pushstring(L, uv_err_name(r));
     lua_pushstring(L, uv_strerror(r));
@@ -988,7 +992,13 @@ static int core_spawn(lua_State *L) {
     cl->live->prev = p;
   cl->live = p;
   cl->nlive++;
-  start_signals(cl);
+  /* A signal caught while a warm server was being started or asked came
+   * before this child was in the list, so it gets that signal now. */
+  if (cl->interrupted) {
+    kill_group(p, cl->interrupted);
+    uv_timer_stop(&p->timer);
+    uv_timer_start(&p->timer, on_kill_timer, timer_ms(p->grace), 0);
+  }
   lua_pushvalue(L, 14);
   return 1;
 }
