@@ -62,11 +62,16 @@ describe("passphrase", function()
   -- what the running borg process (its parent) shows in /proc, and what
   -- borg's passphrase descriptor holds (with-lock does not read it).
   -- Return the lists and that data.
+  -- A borg forked by a warm server shows the server's start-up
+  -- environment and command line in /proc, so this runs borg with exec.
   local function observe(inst)
     local script = "cat /proc/$PPID/environ > borg.environ;"
       .. " cat /proc/$PPID/cmdline > borg.cmdline;"
       .. " cat /proc/$PPID/fd/" .. env.PASSPHRASE_FD .. " > borg.fd 2>/dev/null || true"
+    local warm = inst.warm
+    inst.warm = false
     inst.with_lock({ repo, "sh", "-c", script }, { cwd = dir })
+    inst.warm = warm
     return entries(assert(helpers.read(dir .. "/borg.environ"))),
            entries(assert(helpers.read(dir .. "/borg.cmdline"))),
            helpers.read(dir .. "/borg.fd")
