@@ -22,10 +22,10 @@ PACKAGES = gcc make pkg-config lua5.4 liblua5.4-dev lua-cjson lua-cjson-dev \
 BUILD = build
 LUA_SOURCES = $(sort $(wildcard lua/borg/*.lua))
 WARM_OBJECTS = $(BUILD)/warm.o $(BUILD)/warm_source.o
-LIB_OBJECTS = $(BUILD)/core.o $(BUILD)/borglua.o $(BUILD)/embedded.o \
-              $(WARM_OBJECTS)
-MODULE_OBJECTS = $(BUILD)/core.o $(BUILD)/borglua-module.o $(BUILD)/embedded.o \
-                 $(WARM_OBJECTS)
+# Internal C modules, linked into the program, the libraries and borg.so.
+CORE_OBJECTS = $(BUILD)/core.o $(BUILD)/sys.o $(WARM_OBJECTS)
+LIB_OBJECTS = $(CORE_OBJECTS) $(BUILD)/borglua.o $(BUILD)/embedded.o
+MODULE_OBJECTS = $(CORE_OBJECTS) $(BUILD)/borglua-module.o $(BUILD)/embedded.o
 # The compiler finds the archive in its multiarch directory; the libdir
 # of Debian's lua5.4-cjson.pc says /usr/lib, where it is not.
 CJSON_ARCHIVE = $(shell $(CC) -print-file-name=liblua5.4-cjson.a)
@@ -71,6 +71,9 @@ $(BUILD)/warm_source.o: $(BUILD)/warm_source.c
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/warm.o: src/warm.c src/warm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/sys.o: src/sys.c src/core.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/borglua.o: src/borglua.c src/borglua.h src/core.h src/embedded.h | $(BUILD)

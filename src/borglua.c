@@ -36,7 +36,7 @@ static int load_embedded(lua_State *L) {
 }
 
 
-/* Put the embedded modules and borg.core into package.preload, so that
+/* Put the embedded modules, borg.core and borg.sys into package.preload, so that
  * require finds them before it looks at the disk. */
 static void preload_modules(lua_State *L) {
   int i;
@@ -51,6 +51,8 @@ static void preload_modules(lua_State *L) {
   }
   lua_pushcfunction(L, borglua__open_core);
   lua_setfield(L, -2, "borg.core");
+  lua_pushcfunction(L, borglua__open_sys);
+  lua_setfield(L, -2, "borg.sys");
   lua_pop(L, 1);
 }
 

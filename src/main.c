@@ -31,6 +31,7 @@ static const char usage_text[] =
     "\n"
     "  -e CHUNK     run the Lua chunk CHUNK\n"
     "  -i           enter the interactive prompt after the script\n"
+    "  --plan       print each borg command instead of running it\n"
     "  -v, --version  print the versions of borglua, Lua and borg\n"
     "  -h, --help   print this help\n"
     "  --           stop handling options\n"
@@ -117,6 +118,17 @@ static int final_status(lua_State *L, int status) {
 }
 
 
+/* Turn on plan mode: borg calls print what they would run. */
+static int start_planning(lua_State *L) {
+  if (borglua_dostring(L, "require('borg').planning = true", "=plan") !=
+      LUA_OK) {
+    print_error(L);
+    return 2;
+  }
+  return 0;
+}
+
+
 /* Make os.exit close the state unless the script passes close = false.
  * Closing terminates and reaps borg children still running, so they
  * release their repository locks instead of being left behind. */
@@ -159,6 +171,11 @@ int main(int argc, char **argv) {
       }
     } else if (strcmp(a, "-i") == 0) {
       interactive = 1;
+    } else if (strcmp(a, "--plan") == 0) {
+      if (start_planning(L) != 0) {
+        borglua_close(L);
+        return 2;
+      }
     } else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
       status = print_versions(L);
       borglua_close(L);

@@ -11,6 +11,7 @@ local env = require "borg.env"
 local errors = require "borg.errors"
 local json = require "borg.json"
 local location = require "borg.location"
+local plan = require "borg.plan"
 local process = require "borg.process"
 local prompt = require "borg.prompt"
 local scheduler = require "borg.scheduler"
@@ -38,6 +39,14 @@ end
 call.MAX_STDOUT = 256 * 1024 * 1024
 
 local state = { warned = false }
+
+-- Switches of the whole host, read and set through the borg module:
+-- planning (describe calls instead of running them, `borglua --plan`) and
+-- dry_run (pass --dry-run to every command that has it).
+call.settings = { planning = false, dry_run = false }
+
+-- Functions told about every call that ran or failed (see call.observe).
+local observers = {}
 
 -- Return true when some call of this process ended with borg's warning
 -- status (rc 1).
@@ -119,6 +128,9 @@ local function merge(inst, command, spec, args)
     if value == false and type(key) == "string" then
       merged[key] = nil
     end
+  end
+  if call.settings.dry_run and spec.options.dry_run and args.dry_run == nil then
+    merged.dry_run = true
   end
   if command == "init" and merged.encryption == nil then
     merged.encryption = "repokey"
@@ -438,11 +450,50 @@ function call.result(ctx, outcome, steps, duration)
   return result, info
 end
 
+-- Print what ctx would run (each argv of a plan with steps) and return
+-- the placeholders of plan mode.
+local function planned(ctx)
+  local lines = {}
+  for _, argv in ipairs(ctx.argvs or { ctx.argv }) do
+    local described = plan.describe {
+      argv = argv, cwd = ctx.run.cwd,
+      changes = plan.env_changes(env.host(), ctx.env),
+    }
+    table.move(described, 1, #described, #lines + 1, lines)
+  end
+  io.stdout:write(table.concat(lines, "\n"), "\n")
+  io.stdout:flush()
+  return plan.placeholder(ctx.command), {
+    argv = ctx.argv, command = ctx.command, rc = 0, status = "planned",
+    warnings = {}, log = {}, duration = 0, planned = true,
+  }
+end
+
+-- Return the repository a call works on: the part of its first positional
+-- before "::", or BORG_REPO of its environment.
+local function repository_of(ctx)
+  local first = ctx.merged[1]
+  local repo = type(first) == "string" and location.split(first) or ""
+  if repo == "" then
+    for _, pair in ipairs(ctx.env) do
+      local value = pair:match("^BORG_REPO=(.*)$")
+      if value then
+        repo = value
+      end
+    end
+  end
+  return repo ~= "" and repo or nil
+end
+
 -- Run command on instance inst with the call's args and run tables;
 -- return the result and the run table. A plan with steps runs borg once
 -- per step; the outcome of the last one carries them all in `steps`.
-function call.run(inst, command, args, run)
+local function run_call(inst, command, args, run, report)
   local ctx = call.prepare(inst, command, args, run)
+  report.ctx = ctx
+  if call.settings.planning then
+    return planned(ctx)
+  end
   if ctx.definition.start then
     -- A command that outlives the call (mount) manages its own process.
     return ctx.definition.start(ctx, call.job(ctx, function() end))
@@ -461,6 +512,47 @@ function call.run(inst, command, args, run)
     duration = duration + outcome.duration
   end
   return call.result(ctx, outcome, steps, duration)
+end
+
+-- Add fn to the functions told about each call; it receives a table
+-- { command, repository, argv, ok, result, run, error, started, duration }.
+-- Returns a function that removes it again.
+function call.observe(fn)
+  observers[#observers + 1] = fn
+  return function()
+    for i = #observers, 1, -1 do
+      if observers[i] == fn then
+        table.remove(observers, i)
+      end
+    end
+  end
+end
+
+-- Run command on instance inst with the call's args and run tables;
+-- return the result and the run table.
+function call.run(inst, command, args, run)
+  local report = {}
+  if #observers == 0 then
+    return run_call(inst, command, args, run, report)
+  end
+  local started = os.time()
+  local ok, result, info = pcall(run_call, inst, command, args, run, report)
+  local ctx = report.ctx
+  local event = {
+    command = command, ok = ok, started = started,
+    repository = ctx and repository_of(ctx),
+    argv = ctx and ctx.argv,
+    result = ok and result or nil, run = ok and info or nil,
+    error = not ok and result or nil,
+    duration = ok and info and info.duration or nil,
+  }
+  for _, fn in ipairs({ table.unpack(observers) }) do
+    fn(event)
+  end
+  if not ok then
+    error(result, 0)
+  end
+  return result, info
 end
 
 -- Judge the outcome of a call with a single run of borg; return the

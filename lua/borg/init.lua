@@ -253,8 +253,27 @@ function borg.version()
   return probe_version(default.program, env.apply(env.host(), default.env))
 end
 
+-- Switches of the whole host, kept in call.settings: borg.planning (plan
+-- mode, set by `borglua --plan`) and borg.dry_run (--dry-run for every
+-- command that has it).
+local SWITCHES = { planning = true, dry_run = true }
+
 return setmetatable(borg, {
+  __newindex = function(module, name, value)
+    if SWITCHES[name] then
+      if type(value) ~= "boolean" then
+        errors.usage(nil, "borg.%s must be true or false, got %s", name,
+          describe_type(value))
+      end
+      call.settings[name] = value
+      return
+    end
+    rawset(module, name, value)
+  end,
   __index = function(module, name)
+    if SWITCHES[name] then
+      return call.settings[name]
+    end
     if IS_COMMAND[name] then
       local fn = function(first, ...)
         if first == module then

@@ -71,9 +71,11 @@ function json.decode(text)
   return value
 end
 
--- Encode a Lua value as JSON text.
+-- Encode a Lua value as JSON text. lua-cjson 2.1.0 writes every "/" as
+-- backslash-slash; since it escapes each "/" and each backslash, every such
+-- pair in its output is such an escape, and "/" is written plainly instead.
 function json.encode(value)
-  return decoder.encode(value)
+  return (decoder.encode(value):gsub("\\/", "/"))
 end
 
 return json
