@@ -36,9 +36,9 @@ local api = borg.new {
                init = { encryption = "repokey-blake2" } },
 }
 
--- Feed the dump to borg in chunks as borg reads them: memory use stays
+-- Feed the dump to borg in chunks as borg reads them, so memory use stays
 -- flat however large the database is. Returns the run table's stdin
--- function and a function that says whether the dump command succeeded.
+-- function and a function that returns whether the dump command succeeded.
 local function dump_source()
   local pipe = assert(io.popen(dump_command, "r"))
   local ok

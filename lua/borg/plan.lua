@@ -12,7 +12,7 @@ local plan = {}
 local SECRET_NAMES = { "PASSPHRASE", "PASSWORD", "PASSCOMMAND", "SECRET",
                        "TOKEN", "CREDENTIAL" }
 
--- Return true when the environment variable name holds a secret.
+-- Return true when the environment variable `name` contains a secret.
 function plan.is_secret(name)
   local upper = tostring(name):upper()
   for _, word in ipairs(SECRET_NAMES) do

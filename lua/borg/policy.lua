@@ -14,8 +14,8 @@
 --       p:every("check", 7, function() borg.check{ repo } end)
 --     end)
 --
--- policy.run takes the lock, runs the body, and whatever happens writes
--- the reports, saves the state and releases the lock; then it returns
+-- policy.run takes the lock and runs the body. Whatever happens, it then
+-- writes the reports, saves the state and releases the lock. It returns
 -- the summary, or raises the body's error. A step with keep_going = true
 -- lets the policy go on after it fails; the run still ends with an error
 -- (kind "policy") that lists the failed steps. Every borg call made during
@@ -107,7 +107,7 @@ local function message_of(err)
 end
 
 -- Take the run lock of p, waiting up to lock_wait seconds. Raises an
--- error of kind "busy" when another run holds it.
+-- error of kind "busy" when the lock is still taken by another run.
 local function take_lock(p, path, wait)
   local deadline = core.now() + (wait or 0)
   while true do
@@ -290,7 +290,7 @@ function Policy:step(name, opts, fn)
   error(err, 0)
 end
 
--- Run fn as step `name` when the state says it is due: never done, or
+-- Run fn as step `name` when the state store reports it due: never done, or
 -- last done at least `days` days ago. Records it as done when it
 -- succeeds. Returns true and fn's results when it ran, false when not due.
 function Policy:every(name, days, fn, opts)
@@ -377,7 +377,7 @@ local function finish(p, config, summary)
 end
 
 -- Run body(p) as the policy described by config (see the top of this
--- file); return its summary, or raise the body's error after the reports
+-- file). Return its summary, or raise the body's error once the reports
 -- are written. In plan mode (borglua --plan) nothing is locked or written.
 function policy.run(config, body)
   check_config(config)

@@ -7,14 +7,15 @@
 --     print(d.action, d.archive, d.rule, d.rule_number)
 --   end
 --
--- It follows borg 1.2's own rules (borg/helpers/misc.py and do_prune):
--- archives are taken newest first; keep_within keeps all archives younger
--- than an interval; then each of secondly, minutely, hourly, daily,
--- weekly, monthly, yearly keeps the newest archive of each period not
--- kept already, until its count is reached, and keeps the oldest archive
--- when there were not enough periods. Periods are read from the local
--- time borg lists. Checkpoint archives are pruned, except the newest one
--- when no complete archive is newer.
+-- It follows borg 1.2's own rules (borg/helpers/misc.py and do_prune).
+-- Archives are taken newest first. keep_within keeps all archives younger
+-- than an interval. Then each of secondly, minutely, hourly, daily,
+-- weekly, monthly and yearly keeps the newest archive of each period not
+-- kept already, until its count is reached. When there were not enough
+-- periods, it also keeps the oldest archive. Periods are read from the
+-- local time that borg lists. Checkpoint archives are pruned, except the
+-- newest one when no complete archive is newer; list them with
+-- `consider_checkpoints = true` to have them simulated.
 
 local errors = require "borg.errors"
 

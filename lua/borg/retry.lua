@@ -5,9 +5,9 @@
 --     return borg.create{ repo .. "::{now}", "/etc", json = true }
 --   end, { attempts = 4, delay = 10 })
 --
--- fn runs again only when it raised an error that borg.retryable(err)
--- calls transient (a repository lock held by another process, a lost
--- connection to a remote repository); any other error is raised at once.
+-- fn runs again only when borg.retryable(err) calls its error transient,
+-- as a repository lock held by another process or a lost connection to
+-- a remote repository. Any other error is raised at once.
 -- The pauses grow by `backoff` each time, up to `max_delay` seconds.
 
 local errors = require "borg.errors"

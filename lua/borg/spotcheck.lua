@@ -8,11 +8,11 @@
 --   end
 --
 -- The first positional is a repository (its newest archive is checked)
--- or "repo::archive". Files are regular files of the archive, chosen at
--- random (`seed` makes the choice repeatable); each is extracted to a
--- temporary directory and its SHA-256 compared with the file at `source`
--- .. "/" .. path (source defaults to "/", where borg's paths are
--- relative to). The temporary directory is removed afterwards.
+-- or "repo::archive". The files are regular files of the archive, chosen
+-- at random, and `seed` makes the choice repeatable. Each is extracted to
+-- a temporary directory, and its SHA-256 is compared with the file at
+-- `source` .. "/" .. path. source defaults to "/", because borg stores
+-- paths relative to it. The temporary directory is removed afterwards.
 
 local errors = require "borg.errors"
 local sys = require "borg.sys"

@@ -8,8 +8,8 @@
 --   store:save()
 --
 -- Times are seconds since the epoch (os.time()). A missing file is an
--- empty store; a file that is not a JSON object is an error, so a damaged
--- store is never silently replaced.
+-- empty store. A file that is not a JSON object raises an error, so a
+-- damaged store is never silently replaced.
 
 local errors = require "borg.errors"
 local json = require "borg.json"
