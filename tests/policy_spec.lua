@@ -744,8 +744,9 @@ describe("the example policies", function()
     for _, sample in ipairs(metrics.borglua_backup_original_size_bytes.samples) do
       series[sample.labels.series] = sample.value
     end
+    -- borg counts the archive's own metadata in its original size too.
     local expected = #helpers.shell("seq 1 300000")
-    assert.are.equal(expected, series.db)
+    assert.is_true(series.db >= expected and series.db < expected + 65536, series.db)
     assert.is_true(series.files > 6000)
     -- The dump in the archive is exactly what the command wrote.
     local api = helpers.instance(dir, { env = { BORG_PASSPHRASE = "server secret" } })

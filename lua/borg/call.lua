@@ -469,6 +469,8 @@ local function planned(ctx)
   }
 end
 
+call.planned = planned
+
 -- Return the repository a call works on: the part of its first positional
 -- before "::", or BORG_REPO of its environment.
 local function repository_of(ctx)

@@ -131,6 +131,11 @@ local function start(inst, command, args, run)
     check_archive(command, args)
   end
   local ctx = call.prepare(inst, command, args, run, source)
+  if call.settings.planning then
+    -- Plan mode prints the command and iterates over nothing.
+    call.planned(ctx)
+    return function() return nil end, nil, nil, nil
+  end
   local self = setmetatable({ ctx = ctx, queue = {}, first = 1, last = 0 }, Iteration)
   self.hold = call.hold(ctx)
   local function push(record)
