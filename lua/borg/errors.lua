@@ -41,6 +41,22 @@ function errors.is(value)
   return getmetatable(value) == Error
 end
 
+-- borg's error classes (msgids) for failures that a later attempt can
+-- get past without any change: another process held the repository
+-- lock, or the connection to a remote repository broke.
+errors.RETRYABLE = {
+  LockTimeout = true,              -- the lock was still held after lock_wait
+  ConnectionClosed = true,         -- the remote side closed the connection
+  ConnectionClosedWithHint = true, -- the same, with a hint about the server
+}
+
+-- Return true when value is an error object whose msgid marks the failure as
+-- transient (see errors.RETRYABLE), false for anything else.
+function errors.retryable(value)
+  return errors.is(value) and value.msgid ~= nil
+    and errors.RETRYABLE[value.msgid] == true
+end
+
 -- Return a new error object with the given fields.
 function errors.new(fields)
   return setmetatable(fields, Error)
