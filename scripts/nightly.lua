@@ -3,8 +3,8 @@
 --   borglua scripts/nightly.lua REPOSITORY SOURCE...
 --
 -- Creates the repository when it does not exist yet, backs up the
--- sources into an archive named after the host and the time, prunes old
--- archives (7 daily, 4 weekly, 6 monthly), compacts the repository and
+-- sources into an archive named after the host and the time, prunes this
+-- host's old archives (7 daily, 4 weekly, 6 monthly), compacts the repository and
 -- checks it. Prints one line per step with its figures.
 --
 -- The passphrase comes from the environment (BORG_PASSPHRASE or
@@ -49,8 +49,11 @@ step("create", string.format("%s: %d files, %s original, %s deduplicated in %s%s
   size(stats.deduplicated_size), duration(run.duration),
   run.status == "warning" and string.format(" (%d warnings)", #run.warnings) or ""))
 
--- Keep 7 daily, 4 weekly and 6 monthly archives.
+-- Keep 7 daily, 4 weekly and 6 monthly archives of this host. Other
+-- archives in the repository (other machines', hand-made ones) are not
+-- this policy's to delete.
 local pruned, prune_run = borg.prune { repository, list = true, stats = true,
+                                       glob_archives = "{hostname}-*",
                                        keep_daily = 7, keep_weekly = 4,
                                        keep_monthly = 6 }
 local kept, removed = 0, 0

@@ -142,7 +142,7 @@ describe("plan mode", function()
     assert.matches("borg create --log-json --json -- " .. dir .. "/repo::home-{now} /etc",
       out, 1, true)
     assert.matches("  cwd: /tmp", out, 1, true)
-    assert.matches("BORG_PASSPHRASE=***", out, 1, true)
+    assert.matches("the passphrase (********)", out, 1, true)
     assert.matches("name\t<planned create.archive.name>\tstatus\tplanned", out, 1, true)
     assert.matches("items\t0", out, 1, true)
     assert.is_nil(out:find("hunter2", 1, true))

@@ -73,6 +73,14 @@ describe("repl.show", function()
     assert.are.equal('{ name = "t", self = <cycle> }', repl.show(t))
   end)
 
+  it("masks the values of secret names", function()
+    local api = { env = { BORG_PASSPHRASE = "topsecret9", BORG_REPO = "/r" } }
+    local shown = repl.show(api)
+    assert.is_nil(shown:find("topsecret9", 1, true), shown)
+    assert.truthy(shown:find('BORG_PASSPHRASE = "********"', 1, true), shown)
+    assert.truthy(shown:find('BORG_REPO = "/r"', 1, true), shown)
+  end)
+
   it("survives a failing __tostring", function()
     local odd = setmetatable({}, { __tostring = function() error("no") end })
     assert.are.equal("{}", repl.show(odd))

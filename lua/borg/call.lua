@@ -455,9 +455,13 @@ end
 local function planned(ctx)
   local lines = {}
   for _, argv in ipairs(ctx.argvs or { ctx.argv }) do
+    local notes = {}
+    for fd in pairs(ctx.fds or {}) do
+      notes[#notes + 1] = string.format("fd %d: the passphrase (%s)", fd, env.MASK)
+    end
     local described = plan.describe {
       argv = argv, cwd = ctx.run.cwd,
-      changes = plan.env_changes(env.host(), ctx.env),
+      changes = plan.env_changes(env.host(), ctx.env), notes = notes,
     }
     table.move(described, 1, #described, #lines + 1, lines)
   end

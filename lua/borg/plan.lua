@@ -8,20 +8,10 @@
 
 local plan = {}
 
--- Names whose values are never shown.
-local SECRET_NAMES = { "PASSPHRASE", "PASSWORD", "PASSCOMMAND", "SECRET",
-                       "TOKEN", "CREDENTIAL" }
+local env = require "borg.env"
 
 -- Return true when the environment variable `name` contains a secret.
-function plan.is_secret(name)
-  local upper = tostring(name):upper()
-  for _, word in ipairs(SECRET_NAMES) do
-    if upper:find(word, 1, true) then
-      return true
-    end
-  end
-  return false
-end
+plan.is_secret = env.is_secret
 
 -- Quote one argv word for reading, as a POSIX shell would need it.
 local function quote(word)
@@ -39,7 +29,7 @@ end
 -- Return the sorted changes from the host environment `host` (a table
 -- name -> value) to the child's, given as a list of "NAME=value".
 -- Each change is { name, value } or { name, removed = true }; values of
--- secret names are "***".
+-- secret names are env.MASK.
 function plan.env_changes(host, child_list)
   local child, changes = {}, {}
   for _, pair in ipairs(child_list) do
@@ -48,7 +38,7 @@ function plan.env_changes(host, child_list)
   end
   for name, value in pairs(child) do
     if host[name] ~= value then
-      changes[#changes + 1] = { name, plan.is_secret(name) and "***" or value }
+      changes[#changes + 1] = { name, env.is_secret(name) and env.MASK or value }
     end
   end
   for name in pairs(host) do
@@ -75,7 +65,7 @@ function plan.describe(invocation)
     if change.removed then
       lines[#lines + 1] = "  env: unset " .. change[1]
     else
-      local value = change[2] == "***" and "***" or quote(change[2])
+      local value = change[2] == env.MASK and env.MASK or quote(change[2])
       lines[#lines + 1] = "  env: " .. change[1] .. "=" .. value
     end
   end

@@ -11,6 +11,7 @@
 
 local call = require "borg.call"
 local catalogue = require "borg.catalogue"
+local env = require "borg.env"
 local errors = require "borg.errors"
 
 local repl = {}
@@ -116,8 +117,11 @@ local function table_items(t, depth, seen, skip)
   end
   for _, key in ipairs(keys) do
     if not (skip and skip[key]) then
-      items[#items + 1] = show_key(key) .. " = "
-        .. show_value(rawget(t, key), depth + 1, seen)
+      local value = rawget(t, key)
+      -- A passphrase in an instance's env is not shown on the screen.
+      local text = type(value) == "string" and type(key) == "string"
+        and env.is_secret(key) and '"' .. env.MASK .. '"' or show_value(value, depth + 1, seen)
+      items[#items + 1] = show_key(key) .. " = " .. text
     end
   end
   return items
