@@ -6,12 +6,16 @@
 #   make bench   measure borglua against bare borg and plain Lua (minutes;
 #                sizes in tests/bench/rows/*.lua, BENCH_SMOKE=1 for tiny ones)
 #   make catalogue  regenerate lua/borg/catalogue.lua from the installed borg
+#   make catalogue2 regenerate lua/borg/catalogue2.lua from the installed borg2
 #   make install PREFIX=/usr/local DESTDIR=   install; make uninstall removes it
 
 CC ?= cc
 LUA ?= lua5.4
 # borg's own interpreter: the first line of the borg program.
 BORG_PYTHON ?= $(shell sed -n '1s/^\#! *//p' /usr/bin/borg 2>/dev/null || echo /usr/bin/python3)
+# borg2's interpreter, and the directory its program adds to sys.path.
+BORG2_PYTHON ?= $(shell sed -n '1s/^\#! *//p' /usr/bin/borg2 2>/dev/null || echo /usr/bin/python3)
+BORG2_PATH ?= $(shell sed -n 's/^sys\.path\.insert(0, "\(.*\)")$$/\1/p' /usr/bin/borg2 2>/dev/null)
 
 # Debian packages the build, the tests and the demo need (man-db renders
 # the man page in the install spec).
@@ -39,7 +43,8 @@ LIBS = $(shell pkg-config --libs lua5.4 libuv 2>/dev/null)
 UV_LIBS = $(shell pkg-config --libs libuv 2>/dev/null)
 EDIT_LIBS = $(shell pkg-config --libs libedit 2>/dev/null)
 
-.PHONY: all deps test demo bench catalogue clean check-catalogue install uninstall
+.PHONY: all deps test demo bench catalogue catalogue2 clean check-catalogue install \
+        uninstall
 
 all: deps
 	@$(MAKE) --no-print-directory binaries
@@ -148,6 +153,7 @@ test: all
 	  if [ $$mode = cold ]; then warm=0; else warm=1; fi; \
 	  BORGLUA_WARM=$$warm BORGLUA=$(CURDIR)/$(BUILD)/borglua \
 	    BORGLUA_TOP=$(CURDIR) BORG_PYTHON=$(BORG_PYTHON) \
+	    BORG2_PYTHON=$(BORG2_PYTHON) BORG2_PATH=$(BORG2_PATH) \
 	    $(BUILD)/borglua tests/busted.lua $(SPECS) || exit 1; \
 	done
 
@@ -162,6 +168,10 @@ bench: all
 
 catalogue:
 	$(BORG_PYTHON) scripts/gen-catalogue.py > lua/borg/catalogue.lua
+
+catalogue2:
+	$(BORG2_PYTHON) scripts/gen-catalogue.py --path $(BORG2_PATH) \
+	  --target catalogue2 > lua/borg/catalogue2.lua
 
 clean:
 	rm -rf $(BUILD)

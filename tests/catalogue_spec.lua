@@ -76,18 +76,30 @@ local function differences(committed, generated)
   return lines
 end
 
+-- Each committed catalogue, the program whose parser it comes from, and the
+-- generator's arguments.
+local CATALOGUES = {
+  { file = "catalogue.lua", module = "borg.catalogue", target = "catalogue",
+    python = os.getenv("BORG_PYTHON") or "/usr/bin/python3", arguments = "" },
+  { file = "catalogue2.lua", module = "borg.catalogue2", target = "catalogue2",
+    python = os.getenv("BORG2_PYTHON") or "/usr/bin/python3",
+    arguments = " --target catalogue2 --path "
+      .. helpers.quote(os.getenv("BORG2_PATH") or "/usr/lib/borgbackup2") },
+}
+
 describe("the option catalogue", function()
-  it("matches the installed borg's parser", function()
-    local python = os.getenv("BORG_PYTHON") or "/usr/bin/python3"
-    local text, status = helpers.shell(helpers.quote(python) .. " "
-      .. helpers.quote(helpers.top .. "/scripts/gen-catalogue.py"))
-    assert.are.equal(0, status)
-    local generated = assert(load(text, "=generated catalogue"))()
-    local drift = differences(catalogue, generated)
-    assert.are.equal("", table.concat(drift, "\n"),
-      "the catalogue differs from the installed borg; run `make catalogue`")
-    assert.are.equal(helpers.read(helpers.top .. "/lua/borg/catalogue.lua"), text)
-  end)
+  for _, case in ipairs(CATALOGUES) do
+    it(case.file .. " matches the installed parser", function()
+      local text, status = helpers.shell(helpers.quote(case.python) .. " "
+        .. helpers.quote(helpers.top .. "/scripts/gen-catalogue.py") .. case.arguments)
+      assert.are.equal(0, status)
+      local generated = assert(load(text, "=generated catalogue"))()
+      local drift = differences(require(case.module), generated)
+      assert.are.equal("", table.concat(drift, "\n"),
+        "the catalogue differs from the installed borg; run `make " .. case.target .. "`")
+      assert.are.equal(helpers.read(helpers.top .. "/lua/borg/" .. case.file), text)
+    end)
+  end
 
   it("names each option that drifted", function()
     -- A copy of the catalogue as a borg upgrade might change it.
