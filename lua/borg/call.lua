@@ -4,11 +4,11 @@
 -- Raises a "usage" error before borg starts when the call is wrong, and an
 -- error object of another kind when borg fails (see borg.errors).
 
-local argv = require "borg.argv"
-local catalogue = require "borg.catalogue"
+local borg2 = require "borg.borg2"
 local commands = require "borg.commands"
 local env = require "borg.env"
 local errors = require "borg.errors"
+local exitcodes = require "borg.exitcodes"
 local json = require "borg.json"
 local location = require "borg.location"
 local plan = require "borg.plan"
@@ -162,11 +162,12 @@ function call.prepare(inst, command, args, run, iterate)
       .. " borg.%s{ ... })", args == nil and "no value" or describe_type(args),
       command)
   end
-  local spec = catalogue.commands[command]
   run = check_run(command, run)
   local call_env = env.check(command, run.env, "run option 'env'")
-  local merged = merge(inst, command, spec, args)
-  stream.adjust_args(spec, merged, run, iterate)
+  -- The layer speaks the command line of the instance's borg version.
+  local layer = borg2.layer(inst, command, args)
+  local merged = merge(inst, command, layer.spec, args)
+  stream.adjust_args(layer.spec, merged, run, iterate)
   local level = check_levels(command, merged, inst)
   local ctx = { command = command, run = run, log_level = level,
                 max_stdout = call.MAX_STDOUT, inst = inst,
@@ -178,7 +179,7 @@ function call.prepare(inst, command, args, run, iterate)
     ctx.definition.normalize(merged, ctx)
   end
   -- Check the caller's arguments before the plan adds its own.
-  argv.build(command, spec, merged, {}, LIBRARY_KEYS)
+  layer:build(merged, {}, LIBRARY_KEYS)
 
   ctx.plan = ctx.definition.plan(merged, ctx)
   stream.adjust_plan(ctx, iterate)
@@ -196,7 +197,7 @@ function call.prepare(inst, command, args, run, iterate)
   -- arguments; any other runs it once with the merged arguments.
   ctx.argvs = {}
   for i, step in ipairs(ctx.plan.steps or { merged }) do
-    local words = argv.build(command, spec, step, extra, LIBRARY_KEYS)
+    local words = layer:build(step, extra, LIBRARY_KEYS)
     ctx.argvs[i] = { inst.program }
     table.move(words, 1, #words, 2, ctx.argvs[i])
   end
@@ -323,7 +324,7 @@ end
 
 local function failure_message(outcome)
   local record = outcome.errors[#outcome.errors]
-  local msgid = last_match(outcome.errors, msgid_of)
+  local msgid = last_match(outcome.errors, msgid_of) or exitcodes.msgid(outcome.rc)
   local message = record and record.message
   if message and message:find("^Traceback") then
     message = "borg crashed: " .. (exception_line(message) or "an internal error")
@@ -376,7 +377,8 @@ local function judge(outcome, ctx)
              process.signal_name(outcome.signal)) }, outcome, ctx)
   end
   local rc = outcome.rc
-  if rc == 0 or (rc == 1 and ctx.command ~= "check") then
+  local severity = exitcodes.severity(rc)
+  if severity == "ok" or (severity == "warning" and ctx.command ~= "check") then
     return
   end
   local message, msgid, parser_error = failure_message(outcome)
@@ -395,7 +397,7 @@ local function judge(outcome, ctx)
   if parser_error then
     kind = "usage"
     message = "borg rejected the arguments: " .. message
-  elseif rc == 1 then
+  elseif severity == "warning" then
     message = message or "check found problems in the repository"
   end
   fail({ kind = kind, rc = rc, msgid = msgid,
@@ -408,7 +410,7 @@ local function new_run(outcome, ctx)
     argv = ctx.argv,
     command = ctx.command,
     rc = outcome.rc,
-    status = outcome.rc == 1 and "warning" or "ok",
+    status = exitcodes.severity(outcome.rc),
     warnings = outcome.warnings,
     log = outcome.log,
     duration = outcome.duration,
@@ -428,7 +430,7 @@ end
 -- warning status.
 local function judge_step(outcome, ctx)
   judge(outcome, ctx)
-  if outcome.rc == 1 then
+  if exitcodes.severity(outcome.rc) == "warning" then
     state.warned = true
   end
 end
@@ -437,7 +439,7 @@ end
 -- of its last run of borg, all its steps, and their total duration.
 function call.result(ctx, outcome, steps, duration)
   outcome.steps = steps
-  local result = ctx.definition.result(ctx.plan, outcome, ctx)
+  local raw = ctx.definition.result(ctx.plan, outcome, ctx)
   local info = new_run(outcome, ctx)
   info.duration = duration
   info.stdin_bytes, info.stdout_bytes = outcome.stdin_bytes, outcome.stdout_bytes
@@ -447,7 +449,8 @@ function call.result(ctx, outcome, steps, duration)
       info.rc, info.status = step.rc, "warning"
     end
   end
-  return result, info
+  info.raw = raw -- borg's own documents, before the shared schema
+  return borg2.normalize(ctx.command, ctx.plan, raw), info
 end
 
 -- Print what ctx would run (each argv of a plan with steps) and return

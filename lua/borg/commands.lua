@@ -138,7 +138,7 @@ local function parse_prune_line(line)
     if #captures > 0 then
       local rest = table.remove(captures)
       local name, time, id = rest:match(
-        "^(.-)%s+(%a%a%a, %d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d) %[(%x+)%]$")
+        "^(.-)%s+(%a%a%a, %d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d[^%[]-) %[(%x+)%]$")
       if name then
         return {
           action = head[2],

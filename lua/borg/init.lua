@@ -8,8 +8,10 @@
 -- A call returns result, run. Misuse raises a "usage" error before borg
 -- starts; a failed borg raises an error object (see borg.errors).
 
+local borg2 = require "borg.borg2"
 local call = require "borg.call"
 local catalogue = require "borg.catalogue"
+local catalogue2 = require "borg.catalogue2"
 local env = require "borg.env"
 local errors = require "borg.errors"
 local format = require "borg.format"
@@ -20,7 +22,8 @@ local scheduler = require "borg.scheduler"
 local borg = {}
 borg._VERSION = "borglua 0.1.0"
 
--- borgapi's command names. Each has an entry of the same name in the catalogue.
+-- borgapi's command names. Each has an entry of the same name in the 1.2
+-- catalogue; the borg 2 commands added below are in the borg 2 catalogue.
 local COMMAND_NAMES = {
   "benchmark_crud", "break_lock", "check", "compact", "config", "create",
   "delete", "diff", "export_tar", "extract", "import_tar", "info", "init",
@@ -28,6 +31,8 @@ local COMMAND_NAMES = {
   "key_migrate_to_repokey", "list", "mount", "prune", "recreate", "rename",
   "serve", "umount", "upgrade", "with_lock",
 }
+-- Commands that only borg 2 has (calling them on 1.2 is a usage error).
+table.move(borg2.ONLY, 1, #borg2.ONLY, #COMMAND_NAMES + 1, COMMAND_NAMES)
 local IS_COMMAND = {}
 for _, name in ipairs(COMMAND_NAMES) do
   IS_COMMAND[name] = true
@@ -115,7 +120,7 @@ end
 local function check_option_names(options)
   local known, all = { log_level = true, log_json = true }, {}
   for _, command in ipairs(COMMAND_NAMES) do
-    for name in pairs(catalogue.commands[command].options) do
+    for name in pairs(borg2.option_names(command)) do
       if not known[name] then
         known[name] = true
         all[#all + 1] = name
@@ -134,12 +139,12 @@ end
 
 -- Check the option names in defaults[command] against the command.
 local function check_defaults(command, values)
-  local spec = catalogue.commands[command]
+  local accepted = borg2.option_names(command)
   for name in pairs(values) do
-    if type(name) == "string" and not spec.options[name]
+    if type(name) == "string" and not accepted[name]
         and name ~= "log_level" and name ~= "log_json" then
       local names = {}
-      for option in pairs(spec.options) do
+      for option in pairs(accepted) do
         names[#names + 1] = option
       end
       local guess = errors.nearest(name, names)
@@ -221,7 +226,7 @@ end
 
 -- Return the sorted option names that command accepts.
 function borg.options(command)
-  local spec = catalogue.commands[command]
+  local spec = catalogue.commands[command] or catalogue2.commands[command]
   if not IS_COMMAND[command] or spec == nil then
     errors.usage("options", "unknown command '%s'", tostring(command))
   end
