@@ -46,6 +46,12 @@ for _, word in pairs(REPOSITORY_COMMANDS) do
   REPOSITORY_WORDS[word] = true
 end
 
+-- borg 2 commands whose first positional is an archive name (config's
+-- first positional "name" is a setting's name).
+local ARCHIVE_FIRST = { create = true, extract = true, diff = true, export_tar = true,
+                        import_tar = true, list = true, rename = true,
+                        debug_dump_archive = true, debug_dump_archive_items = true }
+
 -- Options of borg 1.2 that borg 2 names differently.
 local RENAMED = {
   numeric_owner = "numeric_ids",
@@ -227,12 +233,14 @@ local function translate(layer, args, skip, from_instance)
   end
   local pattern = archive_pattern(command, args)
   local first = spec.positionals[1]
-  if first and first.name == "name" then
+  if ARCHIVE_FIRST[target] then
     if archive == nil and first.min > 0 then
       errors.usage(command, "borg 2's %s needs an archive: write the location as"
         .. " \"repo::archive\"", table.concat(spec.words, " "))
     end
-    table.insert(positionals, 1, archive)
+    if archive ~= nil then
+      table.insert(positionals, 1, archive)
+    end
   elseif #names > 0 then
     if not spec.options.match_archives then
       errors.usage(command, "borg 2's %s works on a whole repository: write the"
