@@ -345,12 +345,16 @@ function borg2.layer(inst, command, args)
       .. " have: %s", command, version.string, ONE_ONLY[command])
   end
   local defaults = inst.defaults[command] or {}
+  local takes_location = TWO_ONLY[command] and command ~= "benchmark_cpu"
+    or (catalogue.commands[command].positionals[1] or {}).name == "location"
+  local spec = caller_spec2(command)
+  -- Like a 1.2 entry, the caller's first positional is the location.
+  spec.positionals = takes_location and { { name = "location", min = 0, max = 1 } } or {}
   local layer = {
     command = command,
     version = version,
-    spec = caller_spec2(command),
-    takes_location = TWO_ONLY[command] and command ~= "benchmark_cpu"
-      or (catalogue.commands[command].positionals[1] or {}).name == "location",
+    spec = spec,
+    takes_location = takes_location,
     from_instance = function(name)
       return args[name] == nil and defaults[name] == nil
     end,

@@ -172,7 +172,8 @@ function call.prepare(inst, command, args, run, iterate)
   local ctx = { command = command, run = run, log_level = level,
                 max_stdout = call.MAX_STDOUT, inst = inst,
                 timeout = run.timeout, merged = merged, warm = inst.warm,
-                definition = commands[command] or commands.generic }
+                definition = commands[command] or commands.generic,
+                layer = layer }
   -- Some commands take arguments that are not borg's own (config's
   -- changes, with_lock's argv array); normalize turns them into borg's.
   if ctx.definition.normalize then
@@ -423,7 +424,7 @@ end
 -- function's call runs on the same repository.
 function call.hold(ctx)
   return scheduler.hold(scheduler.in_task()
-    and location.of_call(catalogue.commands[ctx.command], ctx.merged, ctx.env, ctx.run.cwd))
+    and location.of_call(ctx.layer.spec, ctx.merged, ctx.env, ctx.run.cwd))
 end
 
 -- Raise the error object for an outcome that failed, and note borg's

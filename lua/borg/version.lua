@@ -10,6 +10,7 @@ local core = require "borg.core"
 local env = require "borg.env"
 local errors = require "borg.errors"
 local process = require "borg.process"
+local scheduler = require "borg.scheduler"
 
 local versions = {} -- program -> version table, probed once per process
 
@@ -28,7 +29,7 @@ local function output_of(program, args, vars, command)
   end
   local text, rc = "", nil
   repeat
-    local kind, data = proc:read(true)
+    local kind, data = scheduler.read(proc)
     if kind == "stdout" then
       text = data
     elseif kind == "exit" then
