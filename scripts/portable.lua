@@ -3,10 +3,10 @@
 --   borglua scripts/portable.lua PROGRAM REPOSITORY SOURCE...
 --
 -- PROGRAM is the borg to run ("borg" for 1.2, "borg2" for borg 2).
--- Creates the repository when it does not exist yet, backs up the sources
--- into an archive named after the host and the time, lists the archives,
--- prunes (7 daily, 4 weekly, 6 monthly), compacts and checks, printing one
--- line per step. Every call uses borgapi's command names and borg 1.2's
+-- Creates the repository when it does not exist yet and backs up the
+-- sources into an archive named after the host and the time. Then it
+-- lists the archives, prunes (7 daily, 4 weekly, 6 monthly), compacts and
+-- checks, printing one line per step. Every call uses borgapi's command names and borg 1.2's
 -- "repo::archive" locations; borglua turns them into borg 2's command line
 -- when PROGRAM is borg 2, and the results have the same fields on both.
 --

@@ -2,7 +2,7 @@
 --
 -- Callers write borgapi's command names, "repo::archive" locations and
 -- borg 1.2's option names, whichever borg an instance runs. For a borg
--- whose --version says 2.x, this module turns such a call into borg 2's
+-- whose --version prints 2.x, this module turns such a call into borg 2's
 -- command line: repository commands (rcreate, rlist, rinfo, rdelete, or
 -- repo-create and so on in later betas), `--repo=REPO` with the archive
 -- name as a positional or as an exact `--match-archives` pattern, and the
