@@ -450,7 +450,10 @@ function call.result(ctx, outcome, steps, duration)
       info.rc, info.status = step.rc, "warning"
     end
   end
-  info.raw = raw -- borg's own documents, before the shared schema
+  -- borg's own documents, before the shared schema. They are reached
+  -- through the metatable, so printing the run table does not show the
+  -- whole result twice.
+  setmetatable(info, { __index = { raw = raw } })
   return borg2.normalize(ctx.command, ctx.plan, raw), info
 end
 
