@@ -96,6 +96,18 @@ for _, program in ipairs(PROGRAMS) do
       assert.is_not_nil(by_path[name], "no item " .. name)
     end)
 
+    it("iter.list gives the items of list", function()
+      local listed, iterated = {}, {}
+      for _, item in ipairs(api.list { repo .. "::first" }) do
+        listed[#listed + 1] = item.path .. " -> " .. item.target .. " " .. item.mtime
+      end
+      for item in api.iter.list { repo .. "::first" } do
+        iterated[#iterated + 1] = item.path .. " -> " .. item.target .. " " .. item.mtime
+      end
+      assert.are.equal(7, #iterated)
+      assert.are.same(listed, iterated)
+    end)
+
     it("info of an archive gives its metadata", function()
       local info = api.info { repo .. "::first" }
       local archive = info.archives[1]

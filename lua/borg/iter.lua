@@ -2,8 +2,10 @@
 --
 --   for item in borg.iter.list{ "/srv/repo::archive" } do ... end
 --
--- Each record is decoded as borg writes it and handed to the loop, so a
--- listing of any size passes through in constant memory. The fourth
+-- Each record is decoded and handed to the loop, so a listing of any
+-- size passes through in constant memory. Items of list and entries of
+-- prune have the fields of the shared result schema, as the plain calls
+-- return them on borg 1.2 and borg 2. The fourth
 -- value of the call is the loop's closing value: leaving the loop early
 -- (break, return, an error) stops borg and waits until it is reaped.
 -- Its field `pid` is borg's process id. After a complete loop, its fields
@@ -17,6 +19,7 @@ local call = require "borg.call"
 local commands = require "borg.commands"
 local errors = require "borg.errors"
 local process = require "borg.process"
+local schema = require "borg.schema"
 
 local iter = {}
 
@@ -32,7 +35,7 @@ end
 
 -- Return a line of prune --list as the plain prune call lists it.
 local function prune_record(record)
-  return commands.parse_prune_line(record.message)
+  return schema.prune_entry(commands.parse_prune_line(record.message))
 end
 
 -- What each command iterates over: arguments the iterator adds, and
@@ -139,7 +142,7 @@ local function start(inst, command, args, run)
   local self = setmetatable({ ctx = ctx, queue = {}, first = 1, last = 0 }, Iteration)
   self.hold = call.hold(ctx)
   local function push(record)
-    self:push(record)
+    self:push(command == "list" and schema.item(record) or record)
   end
   local on_list = source.record and function(record)
     self:push(source.record(record))
