@@ -90,6 +90,8 @@ describe("borg 2 command lines", function()
       "extract --log-json --numeric-ids --repo=/r -- a" },
     { "config shifts its positionals", "config", { "/r", { "append_only", "1" } },
       "config --log-json --repo=/r -- append_only 1" },
+    { "key_export without a path writes to stdout", "key_export", { "/r" },
+      "key export --log-json --repo=/r -- -" },
     { "transfer takes the repository first", "transfer",
       { "/new", other_repo = "/old", upgrader = "From12To20" },
       "transfer --log-json --other-repo=/old --repo=/new --upgrader=From12To20" },

@@ -259,6 +259,11 @@ local function translate(layer, args, skip, from_instance)
     end
     out.match_archives = pattern
   end
+  if target == "key_export" and positionals[1] == nil then
+    -- borg 1.2 writes the key to stdout when no path is given; 2.0.0b5
+    -- crashes then, but takes "-" for stdout.
+    positionals[1] = "-"
+  end
   for i, value in ipairs(positionals) do
     out[i] = value
   end

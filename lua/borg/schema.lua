@@ -264,7 +264,7 @@ function schema.result(command, plan, result)
       end
       return items
     elseif (command == "list" and name == "list") or command == "info"
-        or (command == "create" and name == "stats") then
+        or ((command == "create" or command == "import_tar") and name == "stats") then
       return schema.document(value)
     elseif command == "prune" and name == "list" then
       local entries = {}
