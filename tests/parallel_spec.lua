@@ -31,8 +31,6 @@ describe("borg.parallel", function()
     dir = helpers.tmpdir()
     api = helpers.instance(dir)
     src = helpers.source_tree(dir)
-    -- Enough data that a create takes a noticeable time.
-    os.execute("head -c 20000000 /dev/urandom > " .. helpers.quote(src .. "/random.bin"))
   end)
 
   after_each(function()
@@ -244,6 +242,29 @@ describe("borg.parallel", function()
     assert.are.equal("usage", results[1].error.kind)
     assert.matches("wait for each other", results[1].error.message)
     assert.are.same({}, archive_names(api, r1))
+  end)
+
+  it("stops every function's borg on SIGTERM", function()
+    local hang = helpers.top .. "/tests/bin/hang-borg"
+    helpers.write(dir .. "/policy.lua", string.format([[
+      local function hanging(n)
+        local api = borg.new { borg = %q, env = { HANG_BORG_PID = %q .. n } }
+        return function() return api.check { "/r" .. n } end
+      end
+      local results, failed = borg.parallel { hanging(1), hanging(2) }
+      print(failed, results[1].error.kind, results[2].error.kind)
+    ]], hang, dir .. "/pid"))
+    local q = helpers.quote
+    local output = helpers.shell("cd " .. q(dir) .. " && (" .. q(helpers.borglua)
+      .. " policy.lua 2>/dev/null & host=$!; for i in $(seq 100); do [ -s pid1 ] &&"
+      .. " [ -s pid2 ] && break; sleep 0.1; done; kill -TERM $host; wait $host;"
+      .. " echo \"status $?\")")
+    assert.are.equal("2\tsignal\tsignal\nstatus 143\n", output)
+    for n = 1, 2 do
+      local pid = helpers.read(dir .. "/pid" .. n):match("%d+")
+      local _, alive = helpers.shell("kill -0 " .. pid .. " 2>/dev/null")
+      assert.are_not.equal(0, alive, "borg " .. n .. " is still running")
+    end
   end)
 
   it("reports a wrong call before running anything", function()
