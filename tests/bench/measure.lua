@@ -158,32 +158,49 @@ local function compare(as, bs)
     bench.median(differences)
 end
 
--- Measure two commands side by side: a() and b() each run one command
--- and return its wall seconds and, optionally, its processor seconds.
--- They run in turn, a b a b ..., runs times each after `warmup` pairs
--- that are not counted, so that a drift in the machine's speed affects
--- both sides of each pair alike. Returns the medians of a and b, of the
+-- Return the comparison of the runs in walls[1], cpus[1] (side A) with
+-- those in walls[k], cpus[k] (side B): the medians of a and b, of the
 -- pairwise ratios a / b and of the pairwise differences a - b, for wall
 -- time (a, b, ratio, difference) and for processor time (cpu_a, cpu_b,
--- cpu_ratio, cpu_difference, when both functions return it).
-function bench.pairs(runs, warmup, a, b)
-  for _ = 1, warmup do
-    a()
-    b()
-  end
-  local walls = { {}, {} }
-  local cpus = { {}, {} }
-  for i = 1, runs do
-    walls[1][i], cpus[1][i] = a()
-    walls[2][i], cpus[2][i] = b()
-  end
+-- cpu_ratio, cpu_difference, when both sides measured it).
+local function comparison(walls, cpus, k, runs)
   local result = { runs = runs }
-  result.a, result.b, result.ratio, result.difference = compare(walls[1], walls[2])
-  if #cpus[1] == runs and #cpus[2] == runs then
+  result.a, result.b, result.ratio, result.difference = compare(walls[1], walls[k])
+  if #cpus[1] == runs and #cpus[k] == runs then
     result.cpu_a, result.cpu_b, result.cpu_ratio, result.cpu_difference =
-      compare(cpus[1], cpus[2])
+      compare(cpus[1], cpus[k])
   end
   return result
+end
+
+-- Measure commands side by side: a(), b() and each further function run
+-- one command and return its wall seconds and, optionally, its processor
+-- seconds. They run in turn, a b a b ... (or a b c a b c ...), runs times
+-- each after `warmup` rounds that are not counted, so that a drift in the
+-- machine's speed affects the sides of each round alike. Returns the
+-- comparison of a with b (see comparison), then of a with each further
+-- function.
+function bench.pairs(runs, warmup, a, b, ...)
+  local sides = { a, b, ... }
+  for _ = 1, warmup do
+    for _, side in ipairs(sides) do
+      side()
+    end
+  end
+  local walls, cpus = {}, {}
+  for k = 1, #sides do
+    walls[k], cpus[k] = {}, {}
+  end
+  for i = 1, runs do
+    for k, side in ipairs(sides) do
+      walls[k][i], cpus[k][i] = side()
+    end
+  end
+  local results = {}
+  for k = 2, #sides do
+    results[k - 1] = comparison(walls, cpus, k, runs)
+  end
+  return table.unpack(results)
 end
 
 -- Return the figure of a comparison that an entry reports, from the

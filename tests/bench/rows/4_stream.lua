@@ -1,5 +1,6 @@
 -- Row 4: a create of "-" fed by a Lua function through the run table's
--- stdin, against borg create reading the same bytes from a file.
+-- stdin, against borg create reading the same bytes from a file, and
+-- from a pipe that cat feeds.
 --
 -- BENCH_STREAM_MB: MiB of random data (default 1024);
 -- BENCH_STREAM_RUNS: pairs (default 3).
@@ -35,7 +36,7 @@ return {
         bench.remove(repo)
         return seconds, cpu, output
       end
-      local measured = bench.pairs(runs, 0,
+      local measured, through_cat = bench.pairs(runs, 0,
         function()
           local seconds, cpu, output = timed { bench.borglua,
             bench.top .. "/tests/bench/stream_create.lua", repo .. "::a", data }
@@ -44,6 +45,10 @@ return {
         end,
         function()
           return timed { "sh", "-c", "exec \"$@\" < \"$0\"", data, bench.borg, "create",
+            repo .. "::a", "-" }
+        end,
+        function()
+          return timed { "sh", "-c", "cat \"$0\" | \"$@\"", data, bench.borg, "create",
             repo .. "::a", "-" }
         end)
       local entries = bench.entries({
@@ -59,6 +64,19 @@ return {
           .. " borglua process)", runs, size / measured.a, size / measured.b,
           bench.median(host_cpu)),
       }, measured)
+      -- The same runs of A against borg reading a pipe that cat feeds,
+      -- which shows what any pipe costs against a file as stdin.
+      local piped = bench.entries({
+        id = "4", measure = string.format("create of %d MiB from stdin: Lua function vs"
+          .. " cat file | borg create -", size),
+        how = "inverse",
+        method = string.format("the runs of 4a against a third command run in turn with"
+          .. " them, sh running cat file | borg create repo::a -"),
+      }, through_cat)
+      piped[1].id, piped[2].id = "4c", "4d"
+      piped[2].method = "the runs of 4c, user + system time of each side and the processes"
+        .. " it waited for"
+      table.move(piped, 1, 2, #entries + 1, entries)
       return entries
     end)
   end,
