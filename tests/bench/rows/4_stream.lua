@@ -68,7 +68,7 @@ return {
       -- which shows what any pipe costs against a file as stdin.
       local piped = bench.entries({
         id = "4", measure = string.format("create of %d MiB from stdin: Lua function vs"
-          .. " cat file | borg create -", size),
+          .. " cat file piped to borg create -", size),
         how = "inverse",
         method = string.format("the runs of 4a against a third command run in turn with"
           .. " them, sh running cat file | borg create repo::a -"),
