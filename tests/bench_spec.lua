@@ -11,14 +11,24 @@ describe("make bench in smoke mode", function()
     assert.matches("borglua bench %(smoke", output)
     -- Row ids with a measured result in the fourth column onwards.
     -- Rows with a goal show "smoke" where a full run judges it.
-    local rows = { ["1a"] = "smoke", ["1b"] = "smoke", ["1c"] = "-", ["2a"] = "smoke",
-                   ["2b"] = "smoke", ["5"] = "smoke" }
+    local rows = {
+      ["1a"] = "smoke", ["1b"] = "smoke", ["1c"] = "-", ["2a"] = "smoke", ["2b"] = "smoke",
+      ["3a"] = "smoke", ["3b"] = "smoke", ["4a"] = "smoke", ["4b"] = "smoke",
+      ["4c"] = "-", ["4d"] = "-", ["5"] = "smoke",
+    }
     for id, verdict in pairs(rows) do
       local line = output:match("\n| " .. id .. " +|[^\n]*")
       assert.is_not_nil(line, "row " .. id .. " is missing:\n" .. output)
       assert.matches("[×+-]%s?%d+%.%d+", line)
       local escaped = verdict:gsub("%p", "%%%0")
       assert.matches("| " .. escaped .. " +|$", line)
+    end
+    -- The memory rows give MiB, not a ratio.
+    for _, id in ipairs { "3c", "3d" } do
+      local line = output:match("\n| " .. id .. " +|[^\n]*")
+      assert.is_not_nil(line, "row " .. id .. " is missing:\n" .. output)
+      assert.matches("| [%d.]+ MiB +|", line)
+      assert.matches("| smoke +|$", line)
     end
     assert.matches("whole benchmark: %d+ s", output)
   end)

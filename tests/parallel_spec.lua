@@ -84,6 +84,43 @@ describe("borg.parallel", function()
     assert.are.same({ "a", "b", "c", "d" }, archive_names(api, repo))
   end)
 
+  it("runs an iteration and a call on one repository in turn", function()
+    local repo = dir .. "/repo"
+    api.init { repo, encryption = "none" }
+    api.create { repo .. "::first", src }
+    local spans, count = {}, 0
+    local results, failed = borg.parallel {
+      function()
+        local start = core.now()
+        for _ in api.iter.list { repo .. "::first" } do
+          count = count + 1
+        end
+        spans[1] = { start = start, stop = core.now() }
+      end,
+      timed_create(api, spans, { repo .. "::second", src }),
+    }
+    assert.are.equal(0, failed, tostring(results[1].error or results[2].error))
+    assert.is_true(count > 0)
+    assert.is_false(overlap(spans[1], spans[2]), "the iteration and the create overlapped")
+  end)
+
+  it("releases the repository when a loop breaks early", function()
+    local repo = dir .. "/repo"
+    api.init { repo, encryption = "none" }
+    api.create { repo .. "::first", src }
+    local results, failed = borg.parallel {
+      function()
+        for item in api.iter.list { repo .. "::first" } do
+          return item.path
+        end
+      end,
+      function() return api.create { repo .. "::second", src } end,
+    }
+    assert.are.equal(0, failed, tostring(results[1].error or results[2].error))
+    assert.is_string(results[1][1])
+    assert.are.same({ "first", "second" }, archive_names(api, repo))
+  end)
+
   it("returns the error of a failing function and runs the others", function()
     local r1, r2 = dir .. "/r1", dir .. "/r2"
     api.init { r1, encryption = "none" }
