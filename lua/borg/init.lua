@@ -247,6 +247,7 @@ borg.commands = COMMAND_NAMES
 borg.format = format
 borg.errors = errors
 borg.is_error = errors.is
+borg.retryable = errors.retryable
 -- Masking of secret values for printing environments (plan listings).
 borg.env = { mask = env.mask, mask_text = env.mask_text, is_secret = env.is_secret,
              MASK = env.MASK }
