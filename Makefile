@@ -26,8 +26,9 @@ PACKAGES = gcc make pkg-config lua5.4 liblua5.4-dev lua-cjson lua-cjson-dev \
 BUILD = build
 LUA_SOURCES = $(sort $(wildcard lua/borg/*.lua))
 WARM_OBJECTS = $(BUILD)/warm.o $(BUILD)/warm_source.o
+SHIM_OBJECTS = $(BUILD)/shim.o $(BUILD)/shim-image.o
 # Internal C modules, linked into the program, the libraries and borg.so.
-CORE_OBJECTS = $(BUILD)/core.o $(BUILD)/sys.o $(WARM_OBJECTS)
+CORE_OBJECTS = $(BUILD)/core.o $(BUILD)/sys.o $(WARM_OBJECTS) $(SHIM_OBJECTS)
 LIB_OBJECTS = $(CORE_OBJECTS) $(BUILD)/borglua.o $(BUILD)/embedded.o
 MODULE_OBJECTS = $(CORE_OBJECTS) $(BUILD)/borglua-module.o $(BUILD)/embedded.o
 # The compiler finds the archive in its multiarch directory; the libdir
@@ -79,6 +80,20 @@ $(BUILD)/warm.o: src/warm.c src/warm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/sys.o: src/sys.c src/core.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# borglua-exec, the parent-death shim, travels inside the library as bytes
+# (src/shim.c), so no installed helper program is needed.
+$(BUILD)/borglua-exec: src/exec-shim.c | $(BUILD)
+	$(CC) -std=c11 -Os -s $(WARNINGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+$(BUILD)/shim-image.c: scripts/embed-binary.lua $(BUILD)/borglua-exec
+	$(LUA) scripts/embed-binary.lua $@ borglua__shim $(BUILD)/borglua-exec
+
+$(BUILD)/shim-image.o: $(BUILD)/shim-image.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/shim.o: src/shim.c src/core.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/borglua.o: src/borglua.c src/borglua.h src/core.h src/embedded.h | $(BUILD)

@@ -55,6 +55,12 @@
 /* Maximum timer, about 31 years. A longer timeout means no timeout. */
 #define MAX_TIMER_MS 1e12
 #define MAX_STDIO 64
+/* The signal a child gets when its host ends without stopping it (see
+ * exec-shim.c). SIGTERM lets borg release its repository lock.
+ * NOTE: nothing escalates to SIGKILL for a child that ignores it, and the
+ * kernel sends it when the spawning thread ends, so a C host must not
+ * spawn from a thread that exits before its children. */
+#define PARENT_DEATH_SIGNAL SIGTERM
 
 enum out_mode { OUT_WHOLE, OUT_LINES, OUT_CHUNKS, OUT_NULL, OUT_INHERIT };
 enum ev_type { EV_STDOUT, EV_LINE, EV_STDERR, EV_WRITABLE };
@@ -123,6 +129,9 @@ struct core_loop {
   int interrupted;
   int closed;
   warm_pool *warm;             /* warm borg servers, made on first use */
+  int shim_fd;        /* borglua-exec in memory, or -1 */
+  int shim_tried;
+  char shim_path[32]; /* /proc/self/fd/N of shim_fd */
 };
 
 
@@ -600,6 +609,8 @@ static int loop_gc(lua_State *L) {
   uv_walk(&cl->loop, close_any, cl);
   uv_run(&cl->loop, UV_RUN_DEFAULT);
   uv_loop_close(&cl->loop);
+  if (cl->shim_fd >= 0)
+    close(cl->shim_fd);
   cl->closed = 1;
   return 0;
 }
@@ -609,6 +620,7 @@ static core_loop *new_loop(lua_State *L) {
   int i;
   core_loop *cl = lua_newuserdatauv(L, sizeof *cl, 0);
   memset(cl, 0, sizeof *cl);
+  cl->shim_fd = -1;
   if (uv_loop_init(&cl->loop) != 0)
     luaL_error(L, "borg.core: cannot initialise the libuv loop");
   for (i = 0; i < NFORWARDED; i++) {
@@ -770,6 +782,63 @@ static int setup_fds(lua_State *L, uv_stdio_container_t *stdio, int *count,
 }
 
 
+/* Route the spawn through borglua-exec, which sets the parent-death
+ * signal and then runs the program: opt->file and opt->args become the
+ * shim's, and the write end of its report pipe becomes stdio slot
+ * *count. Pushes the new argument array and its strings. Returns the
+ * read end of the report pipe and stores the write end in *write_end;
+ * returns -1 when the system cannot run the shim (opt unchanged) and -2
+ * when no pipe could be made. Raises a Lua error only for memory. */
+static int use_shim(lua_State *L, core_loop *cl, uv_process_options_t *opt,
+                    uv_stdio_container_t *stdio, int *count, int *write_end) {
+  uv_file fds[2];
+  char **args;
+  int n = 0, i;
+  if (!cl->shim_tried) {
+    cl->shim_tried = 1;
+    cl->shim_fd = borglua__shim_open(MAX_STDIO + 1, cl->shim_path,
+                                     sizeof cl->shim_path);
+  }
+  if (cl->shim_fd < 0)
+    return -1;
+  while (opt->args[n] != NULL)
+    n++;
+  args = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 6), 0);
+  args[0] = "borglua-exec";
+  args[1] = (char *)lua_pushfstring(L, "%d", (int)getpid());
+  args[2] = (char *)lua_pushfstring(L, "%d", PARENT_DEATH_SIGNAL);
+  args[3] = (char *)lua_pushfstring(L, "%d", *count);
+  args[4] = (char *)opt->file;
+  for (i = 0; i <= n; i++)
+    args[5 + i] = opt->args[i];
+  if (uv_pipe(fds, 0, 0) != 0)
+    return -2;
+  stdio[*count].flags = UV_INHERIT_FD;
+  stdio[*count].data.fd = fds[1];
+  (*count)++;
+  opt->file = cl->shim_path;
+  opt->args = args;
+  *write_end = fds[1];
+  return fds[0];
+}
+
+
+/* Wait for a shim that could not start the program (it exits at once),
+ * release the process's pipes, and push nil, error name, message. */
+static int late_spawn_error(lua_State *L, proc *p, int err) {
+  close_handle((uv_handle_t *)&p->out, &p->out_open);
+  close_handle((uv_handle_t *)&p->err, &p->err_open);
+  close_handle((uv_handle_t *)&p->in, &p->in_open);
+  while (!p->exited)
+    uv_run(&p->cl->loop, UV_RUN_ONCE);
+  stop_signals(p->cl);
+  lua_pushnil(L);
+  lua_pushstring(L, uv_err_name(-err));
+  lua_pushstring(L, uv_strerror(-err));
+  return 3;
+}
+
+
 static const char *const out_modes[] = {"whole", "lines", "chunks", "null",
                                         "inherit", NULL};
 
@@ -813,11 +882,12 @@ static int spawn_warm(core_loop *cl, proc *p, uv_process_options_t *opt,
 static int core_spawn(lua_State *L) {
   core_loop *cl = get_loop(L);
   uv_process_options_t opt;
-  uv_stdio_container_t stdio[MAX_STDIO];
+  uv_stdio_container_t stdio[MAX_STDIO + 1]; /* + the shim's report */
   int readends[MAX_STDIO];
   int nread, count = 3, r, i, stdin_pipe = 0, stdin_inherit = 0;
   int stderr_inherit = 0, warm;
   const char *warm_reason = NULL;
+  int report = -1, report_end = -1, shim_error = 0, tried = 0;
   double timeout = 0;
   proc *p, **ud;
 
@@ -933,12 +1003,29 @@ static int core_spawn(lua_State *L) {
   } else if (warm && spawn_warm(cl, p, &opt, &warm_reason)) {
     r = 0;
   } else {
-    int *hidden = hide_fds();
-    r = uv_spawn(&cl->loop, &p->process, &opt);
-    restore_fds(hidden);
+    /* An exec'd child starts through the parent-death shim, so it ends
+     * with the host even when the host is killed. */
+    report = use_shim(L, cl, &opt, stdio, &count, &report_end);
+    opt.stdio_count = count;
+    if (report == -2) {
+      r = UV_EMFILE;
+    } else {
+      int *hidden = hide_fds();
+      tried = 1;
+      r = uv_spawn(&cl->loop, &p->process, &opt);
+      restore_fds(hidden);
+    }
   }
   for (i = 0; i < nread; i++)
     close(readends[i]);
+  if (report_end >= 0)
+    close(report_end);
+  if (report >= 0) {
+    /* Blocks until the shim has exec'd the program or failed to. */
+    if (r == 0)
+      shim_error = borglua__shim_result(report);
+    close(report);
+  }
 
   if (r != 0) {
     p->exited = 1;
@@ -947,7 +1034,7 @@ static int core_spawn(lua_State *L) {
     close_handle((uv_handle_t *)&p->in, &p->in_open);
     close_handle((uv_handle_t *)&p->timer, &p->timer_open);
     /* uv_spawn initialised the process handle even though it failed */
-    if (r != UV_EMFILE || nread >= 0) {
+    if (tried) {
       p->open_handles++;
       uv_close((uv_handle_t *)&p->process, on_close);
     }
@@ -999,6 +1086,8 @@ static int core_spawn(lua_State *L) {
     uv_timer_stop(&p->timer);
     uv_timer_start(&p->timer, on_kill_timer, timer_ms(p->grace), 0);
   }
+  if (shim_error != 0)
+    return late_spawn_error(L, p, shim_error);
   lua_pushvalue(L, 14);
   return 1;
 }

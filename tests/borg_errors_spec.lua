@@ -45,7 +45,8 @@ describe("borg failures on a real repository", function()
 
   before_each(function()
     dir = helpers.tmpdir()
-    api = helpers.instance(dir, { env = { BORG_PASSPHRASE = PASSPHRASE } })
+    api = helpers.instance(dir, { log_level = "error",
+                                  env = { BORG_PASSPHRASE = PASSPHRASE } })
     repo = dir .. "/repo"
     src = helpers.source_tree(dir)
     api.init { repo, encryption = "repokey" }

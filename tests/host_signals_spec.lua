@@ -1,0 +1,222 @@
+-- Signals to the borglua program while the real borg creates an archive,
+-- and the program's exit status.
+--
+-- The create reads a FIFO (read_special) that a writer keeps open after
+-- sending some data, so borg holds the repository lock and waits in the
+-- middle of the archive for as long as the spec needs. The host program
+-- is started through borg.core, so it is the leader of its own session
+-- with default signal dispositions (a background job of a shell would
+-- inherit SIGINT ignored).
+
+local core = require "borg.core"
+local env = require "borg.env"
+local helpers = require "helpers"
+
+local q = helpers.quote
+local PASSPHRASE = "signals"
+
+-- Return the state letter of process pid (R, S, Z, ...), or nil when it
+-- is gone.
+local function process_state(pid)
+  local stat = helpers.read("/proc/" .. pid .. "/stat")
+  return stat and stat:match("^%d+ %(.-%) (%a)")
+end
+
+-- Return true when pid is gone or a zombie, waiting up to seconds.
+local function ends_within(pid, seconds)
+  local deadline = core.now() + seconds
+  repeat
+    local state = process_state(pid)
+    if state == nil or state == "Z" then
+      return true
+    end
+    os.execute("sleep 0.1")
+  until core.now() > deadline
+  return false
+end
+
+-- Read proc's events until it exits; return its stdout, stderr lines and
+-- exit status and signal.
+local function wait_exit(proc)
+  local stdout, stderr = {}, {}
+  while true do
+    local kind, data, extra = proc:read(true)
+    if kind == "stdout" then
+      stdout[#stdout + 1] = data
+    elseif kind == "stderr" then
+      stderr[#stderr + 1] = data
+    elseif kind == "exit" then
+      return table.concat(stdout), stderr, data, extra
+    end
+  end
+end
+
+-- Return the environment list of a host program that works in dir.
+local function child_env(dir)
+  return env.list(env.apply(env.host(), helpers.clean_env(dir,
+    { BORG_PASSPHRASE = PASSPHRASE })))
+end
+
+describe("signals to a borglua running a create", function()
+  local dir, api, repo, fifo, vars
+
+  before_each(function()
+    dir = helpers.tmpdir()
+    repo = dir .. "/repo"
+    fifo = dir .. "/fifo"
+    api = helpers.instance(dir, { log_level = "error",
+                                  env = { BORG_PASSPHRASE = PASSPHRASE } })
+    api.init { repo }
+    api.create { repo .. "::before", helpers.source_tree(dir) }
+    os.execute("mkfifo " .. q(fifo))
+    vars = child_env(dir)
+  end)
+
+  after_each(function()
+    helpers.rmdir(dir)
+  end)
+
+  -- Start the writer of the FIFO; return it once borg has read 300 kB.
+  local function start_writer()
+    local writer = assert(core.spawn { file = "/bin/sh", env = vars, stdout = "lines",
+      args = { "sh", "-c", "exec 3>" .. q(fifo) .. "; head -c 300000 /dev/urandom >&3;"
+        .. " echo ready; exec sleep 120" } })
+    local kind, line = writer:read(true)
+    assert.are.equal("line", kind)
+    assert.are.equal("ready", line)
+    return writer
+  end
+
+  -- Start the host on a create that reads the FIFO, and the writer that
+  -- feeds it. Return both processes and borg's pid once borg has read
+  -- 300 kB of the FIFO.
+  local function start_create(script_tail)
+    local script = "local ok, err = pcall(borg.create, { " .. string.format("%q", repo)
+      .. " .. '::long', " .. string.format("%q", fifo) .. ", read_special = true })\n"
+      .. (script_tail or "if not ok then error(err, 0) end")
+    local host = assert(core.spawn { file = helpers.borglua, env = vars, stdout = "whole",
+      args = { helpers.borglua, "-e", script }, grace = 60 })
+    local writer = start_writer()
+    local borg_pid = helpers.shell("pgrep -P " .. host:pid()):match("^(%d+)")
+    assert.is_not_nil(borg_pid, "the host has no child")
+    return host, writer, borg_pid
+  end
+
+  local function stop_writer(writer)
+    writer:kill(9)
+    wait_exit(writer)
+  end
+
+  -- The repository is usable without break-lock, passes check and still
+  -- has only the archive made before the signal.
+  local function assert_repository_intact()
+    local names = {}
+    for _, archive in ipairs(api.list { repo }.archives) do
+      names[#names + 1] = archive.name
+    end
+    assert.are.same({ "before" }, names)
+    assert.is_nil((api.check { repo }))
+  end
+
+  it("SIGTERM stops borg, waits and exits 143", function()
+    local host, writer, borg_pid = start_create()
+    local sent = core.now()
+    host:kill(15)
+    local stdout, stderr, status, signal = wait_exit(host)
+    local elapsed = core.now() - sent
+    stop_writer(writer)
+    print(string.format("\nSIGTERM to exit of borglua: %.2f s", elapsed))
+
+    assert.are.equal(143, status)
+    assert.are.equal(0, signal)
+    assert.are.equal("", stdout)
+    assert.are.equal("borglua: borg create: interrupted by SIGTERM; borg was stopped"
+      .. " (rc 143)", stderr[#stderr])
+    -- The host reaped borg before it exited: no zombie is left.
+    assert.is_nil(process_state(borg_pid))
+    assert_repository_intact()
+  end)
+
+  it("SIGINT stops borg, lets the script clean up and exits 130", function()
+    local host, writer, borg_pid = start_create(
+      "print(ok, err.kind, err.signal, err.rc)\nprint('cleanup ran')")
+    host:kill(2)
+    local stdout, _, status, signal = wait_exit(host)
+    stop_writer(writer)
+
+    assert.are.equal(130, status)
+    assert.are.equal(0, signal)
+    assert.truthy(stdout:find("^false\tsignal\t2\t%d+\ncleanup ran\n$"), stdout)
+    assert.is_nil(process_state(borg_pid))
+    assert_repository_intact()
+  end)
+
+  it("SIGKILL of the host still ends borg", function()
+    local host, writer, borg_pid = start_create()
+    host:kill(9)
+    local _, _, _, signal = wait_exit(host)
+    assert.are.equal(9, signal)
+    -- Nothing forwards this one: the parent-death signal ends borg.
+    assert.is_true(ends_within(borg_pid, 30), "borg outlived its host")
+    stop_writer(writer)
+    assert_repository_intact()
+  end)
+
+  it("SIGKILL of stock lua5.4 with borg.so still ends borg", function()
+    local script = "package.cpath = " .. string.format("%q", helpers.top .. "/build/?.so;")
+      .. " .. package.cpath\nlocal borg = require 'borg'\n"
+      .. "borg.create{ " .. string.format("%q", repo) .. " .. '::long', "
+      .. string.format("%q", fifo) .. ", read_special = true }"
+    local host = assert(core.spawn { file = "/usr/bin/lua5.4", env = vars,
+      args = { "lua5.4", "-e", script } })
+    local writer = start_writer()
+    local borg_pid = helpers.shell("pgrep -P " .. host:pid()):match("^(%d+)")
+    assert.is_not_nil(borg_pid)
+    host:kill(9)
+    wait_exit(host)
+    assert.is_true(ends_within(borg_pid, 30), "borg outlived its host")
+    stop_writer(writer)
+    assert_repository_intact()
+  end)
+end)
+
+describe("exit status of borglua on the real borg", function()
+  local dir, vars
+
+  before_each(function()
+    dir = helpers.tmpdir()
+    vars = child_env(dir)
+  end)
+
+  after_each(function()
+    helpers.rmdir(dir)
+  end)
+
+  local function run_host(script)
+    local host = assert(core.spawn { file = helpers.borglua, env = vars, stdout = "whole",
+      args = { helpers.borglua, "-e", script } })
+    return wait_exit(host)
+  end
+
+  it("is 0, 1 or 2 as the calls went", function()
+    local repo = string.format("%q", dir .. "/repo")
+    local src = string.format("%q", helpers.source_tree(dir))
+    local _, _, status = run_host("borg.init{ " .. repo .. " }; borg.create{ " .. repo
+      .. " .. '::a', " .. src .. " }")
+    assert.are.equal(0, status)
+
+    local stdout
+    stdout, _, status = run_host("borg.create{ " .. repo .. " .. '::b', " .. src
+      .. ", " .. string.format("%q", dir .. "/vanished") .. " }; print('went on')")
+    assert.are.equal(1, status)
+    assert.are.equal("went on\n", stdout)
+
+    local stderr
+    stdout, stderr, status = run_host("borg.list{ " .. string.format("%q", dir .. "/nope")
+      .. " }; print('not reached')")
+    assert.are.equal(2, status)
+    assert.are.equal("", stdout)
+    assert.are.same({ "borglua: borg list: repository " .. dir .. "/nope does not exist"
+      .. " (Repository.DoesNotExist, rc 2)" }, stderr)
+  end)
+end)
