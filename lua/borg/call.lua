@@ -184,15 +184,16 @@ function call.prepare(inst, command, args, run, iterate)
 
   ctx.plan = ctx.definition.plan(merged, ctx)
   stream.adjust_plan(ctx, iterate)
-  -- At --critical borg would hide the ERROR record that carries the
-  -- msgid of a failure, so borg runs at --error and the host hides what
-  -- is below the requested level.
+  -- Above warning, borg would hide the WARNING records that fill
+  -- run.warnings and the ERROR record that carries the msgid of a
+  -- failure, so borg runs at --warning and the host hides what is below
+  -- the requested level.
   local extra = {}
   if not ctx.plan.plain_log then
     extra[1] = "--log-json"
   end
-  if level ~= "warning" then
-    extra[#extra + 1] = "--" .. (level == "critical" and "error" or level)
+  if level == "debug" or level == "info" then
+    extra[#extra + 1] = "--" .. level
   end
   -- A plan with steps runs borg once per step, each with its own
   -- arguments; any other runs it once with the merged arguments.
@@ -220,7 +221,8 @@ end
 -- when as_json is true.
 local function printer(command, as_json, level)
   return function(record)
-    if level == "critical" and record.levelname ~= "CRITICAL" then
+    if (level == "critical" and record.levelname ~= "CRITICAL")
+        or (level == "error" and record.levelname == "WARNING") then
       return
     end
     if as_json then
