@@ -130,7 +130,6 @@ struct core_loop {
   int closed;
   warm_pool *warm;             /* warm borg servers, made on first use */
   int shim_fd;        /* borglua-exec in memory, or -1 */
-  int shim_tried;
   char shim_path[32]; /* /proc/self/fd/N of shim_fd */
 };
 
@@ -620,9 +619,12 @@ static core_loop *new_loop(lua_State *L) {
   int i;
   core_loop *cl = lua_newuserdatauv(L, sizeof *cl, 0);
   memset(cl, 0, sizeof *cl);
-  cl->shim_fd = -1;
   if (uv_loop_init(&cl->loop) != 0)
     luaL_error(L, "borg.core: cannot initialise the libuv loop");
+  /* Opened with the loop, so that the descriptor count of the host does
+   * not change at its first spawn. */
+  cl->shim_fd = borglua__shim_open(MAX_STDIO + 1, cl->shim_path,
+                                   sizeof cl->shim_path);
   for (i = 0; i < NFORWARDED; i++) {
     uv_signal_init(&cl->loop, &cl->watchers[i]);
     cl->watchers[i].data = cl;
@@ -794,11 +796,6 @@ static int use_shim(lua_State *L, core_loop *cl, uv_process_options_t *opt,
   uv_file fds[2];
   char **args;
   int n = 0, i;
-  if (!cl->shim_tried) {
-    cl->shim_tried = 1;
-    cl->shim_fd = borglua__shim_open(MAX_STDIO + 1, cl->shim_path,
-                                     sizeof cl->shim_path);
-  }
   if (cl->shim_fd < 0)
     return -1;
   while (opt->args[n] != NULL)

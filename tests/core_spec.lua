@@ -29,16 +29,7 @@ local function run(script, spec)
   return out
 end
 
-local function open_fds()
-  -- Earlier specs may leave processes and files that only the garbage
-  -- collector closes; collect them first, so that they are not closed
-  -- between two counts.
-  collectgarbage("collect")
-  collectgarbage("collect")
-  local output = helpers.shell("ls /proc/" .. helpers.shell("echo $PPID"):gsub("%s", "")
-    .. "/fd | wc -l")
-  return tonumber(output)
-end
+local open_fds = helpers.open_fds
 
 describe("core.spawn", function()
   it("returns stdout whole and stderr as lines", function()

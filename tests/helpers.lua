@@ -23,6 +23,58 @@ function helpers.shell(command)
   return output, status
 end
 
+-- Return how many descriptors this process has open. Each one has an
+-- entry in /proc/self/fdinfo, a regular file, so probing there needs no
+-- child process, which could list them while a spawn still has extra
+-- ones open.
+function helpers.open_fds()
+  -- Earlier specs may leave processes and files that only the garbage
+  -- collector closes; collect them first, so that they are not closed
+  -- between two counts.
+  collectgarbage("collect")
+  collectgarbage("collect")
+  local count = 0
+  for fd = 0, 4095 do
+    local info = io.open("/proc/self/fdinfo/" .. fd, "r")
+    if info then
+      info:close()
+      count = count + 1
+    end
+  end
+  return count
+end
+
+-- The pid of this process.
+-- Return the pids of this process's children, zombies included.
+function helpers.children()
+  local list = {}
+  for pid in helpers.shell("exec pgrep -P " .. helpers.pid):gmatch("%d+") do
+    list[#list + 1] = pid
+  end
+  return list
+end
+
+-- Return the state letter of process pid (R, S, Z, ...), or nil when it
+-- is gone.
+function helpers.process_state(pid)
+  local stat = helpers.read("/proc/" .. pid .. "/stat")
+  return stat and stat:match("^%d+ %(.-%) (%a)")
+end
+
+-- Return true when process pid is gone or a zombie, polling for up to
+-- seconds: a process that was signalled may still be exiting. A zombie
+-- whose parent died belongs to init, which a container may not reap.
+function helpers.ends_within(pid, seconds)
+  for _ = 1, math.ceil(seconds * 10) do
+    local state = helpers.process_state(pid)
+    if state == nil or state == "Z" then
+      return true
+    end
+    os.execute("sleep 0.1")
+  end
+  return false
+end
+
 -- Return a new temporary directory (under $TMPDIR, default /tmp).
 function helpers.tmpdir()
   local dir = helpers.shell("mktemp -d -t borglua-spec.XXXXXX"):gsub("%s+$", "")
@@ -137,7 +189,11 @@ function helpers.fake_instance(dir, settings)
   settings.borg = helpers.fake_borg
   settings.env = settings.env or {}
   settings.env.FAKE_BORG_ARGV = dir .. "/argv"
-  return helpers.instance(dir, settings), dir .. "/argv"
+  helpers.pid = helpers.read("/proc/self/stat"):match("^(%d+)")
+
+return helpers.instance(dir, settings), dir .. "/argv"
 end
+
+helpers.pid = helpers.read("/proc/self/stat"):match("^(%d+)")
 
 return helpers

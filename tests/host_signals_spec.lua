@@ -15,25 +15,8 @@ local helpers = require "helpers"
 local q = helpers.quote
 local PASSPHRASE = "signals"
 
--- Return the state letter of process pid (R, S, Z, ...), or nil when it
--- is gone.
-local function process_state(pid)
-  local stat = helpers.read("/proc/" .. pid .. "/stat")
-  return stat and stat:match("^%d+ %(.-%) (%a)")
-end
-
--- Return true when pid is gone or a zombie, waiting up to seconds.
-local function ends_within(pid, seconds)
-  local deadline = core.now() + seconds
-  repeat
-    local state = process_state(pid)
-    if state == nil or state == "Z" then
-      return true
-    end
-    os.execute("sleep 0.1")
-  until core.now() > deadline
-  return false
-end
+local process_state = helpers.process_state
+local ends_within = helpers.ends_within
 
 -- Read proc's events until it exits; return its stdout, stderr lines and
 -- exit status and signal.

@@ -32,6 +32,25 @@ local function check_text(command, what, text)
   end
 end
 
+-- Linux rejects an argument longer than MAX_ARG_STRLEN (32 pages of 4 KiB,
+-- the terminating NUL included): execve would fail with E2BIG.
+argv.MAX_WORD = 32 * 4096 - 1
+
+local function check_length(command, what, word)
+  if #word > argv.MAX_WORD then
+    errors.usage(command, "%s is %d bytes long, but Linux passes at most %d bytes in"
+      .. " one argument (give long lists through a file, as with patterns_from)", what,
+      #word, argv.MAX_WORD)
+  end
+end
+
+-- Return "--name=text" for option name after checking its length.
+local function option_word(command, name, flag, text)
+  local word = flag .. "=" .. text
+  check_length(command, "option '" .. name .. "'", word)
+  return word
+end
+
 -- Return the positional arguments of args as a list of strings.
 local function positionals(command, args)
   local n = 0
@@ -59,6 +78,7 @@ local function positionals(command, args)
         .. " got %s", i, describe(value))
     end
     check_text(command, "positional argument " .. i, text)
+    check_length(command, "positional argument " .. i, text)
     if text == "--" then
       -- Python's argparse drops a "--" even after the separator, so borg
       -- would silently skip it.
@@ -144,7 +164,8 @@ local function add_option(list, command, name, option, value)
       end
     end
     for i = 1, n do
-      list[#list + 1] = flag .. "=" .. value_text(command, name, option, value[i])
+      list[#list + 1] = option_word(command, name, flag,
+        value_text(command, name, option, value[i]))
     end
     return
   end
@@ -152,7 +173,7 @@ local function add_option(list, command, name, option, value)
     errors.usage(command, "option '%s' takes a single value, got a table%s", name,
       option.kind == "repeatable" and " with a metatable" or "")
   end
-  list[#list + 1] = flag .. "=" .. value_text(command, name, option, value)
+  list[#list + 1] = option_word(command, name, flag, value_text(command, name, option, value))
 end
 
 -- Return the sorted option names of args that spec accepts; names listed
