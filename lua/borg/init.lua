@@ -251,7 +251,6 @@ borg.retryable = errors.retryable
 -- Masking of secret values for printing environments (plan listings).
 borg.env = { mask = env.mask, mask_text = env.mask_text, is_secret = env.is_secret,
              MASK = env.MASK }
-borg.retryable = errors.retryable
 
 local default = borg.new()
 
