@@ -1,6 +1,7 @@
 -- Iterators over the records of borg calls (borg.iter), against the
 -- real borg on real files in temporary directories.
 
+local borg = require "borg"
 local core = require "borg.core"
 local helpers = require "helpers"
 
@@ -171,6 +172,30 @@ describe("borg.iter", function()
       actions[#actions + 1] = record.action .. " " .. record.archive
     end
     assert.are.same({ "keep b", "would_prune a" }, actions)
+  end)
+
+  it("a loop left unfinished in borg.parallel frees the repository", function()
+    create_many()
+    local pid
+    local results = borg.parallel {
+      function()
+        -- The iterator function is called by hand and never runs to its
+        -- end, so no generic for closes the iteration.
+        local next_item, state, _, closing = api.iter.list { repo .. "::many" }
+        pid = closing.pid
+        return next_item(state).path
+      end,
+    }
+    assert.is_true(results[1].ok, tostring(results[1].error))
+    assert.is_false(alive(pid), "borg of the unfinished loop still runs")
+    assert.are.equal(0, core.live())
+    local again = borg.parallel {
+      function()
+        return #api.list { repo .. "::a" }
+      end,
+    }
+    assert.is_true(again[1].ok, tostring(again[1].error))
+    assert.is_true(again[1][1] >= 5)
   end)
 
   it("raises borg's error object from the loop", function()

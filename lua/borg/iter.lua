@@ -141,6 +141,9 @@ local function start(inst, command, args, run)
   end
   local self = setmetatable({ ctx = ctx, queue = {}, first = 1, last = 0 }, Iteration)
   self.hold = call.hold(ctx)
+  self.hold:on_abandon(function()
+    self:close()
+  end)
   local function push(record)
     self:push(command == "list" and schema.item(record) or record)
   end

@@ -97,9 +97,19 @@ function Hold.__close(hold)
     return
   end
   hold.entry = nil
+  hold.task.holds[hold] = nil
   entry.count = entry.count - 1
   if entry.count == 0 and holders[hold.key] == entry then
     holders[hold.key] = nil
+  end
+end
+
+-- Make fn run when the task that took the hold ends while still holding
+-- it, as when a borg.iter loop is left before its end: fn stops what
+-- uses the repository, and the hold is released after it.
+function Hold:on_abandon(fn)
+  if self.entry then
+    self.abandon = fn
   end
 end
 
@@ -135,7 +145,20 @@ function scheduler.hold(key)
     entry = { task = task, count = 1 }
     holders[key] = entry
   end
-  return setmetatable({ key = key, entry = entry }, Hold)
+  local hold = setmetatable({ key = key, entry = entry, task = task }, Hold)
+  task.holds[hold] = true
+  return hold
+end
+
+-- Release the holds that task still has once it ended: otherwise its
+-- repositories would stay taken for every later borg.parallel.
+local function release_abandoned(task)
+  for hold in pairs(task.holds) do
+    if hold.abandon then
+      hold.abandon()
+    end
+    Hold.__close(hold)
+  end
 end
 
 -- Return the keys of functions in the order they start: the array part
@@ -214,6 +237,7 @@ local function step_task(task, results)
       -- repositories and end borg processes.
       coroutine.close(task.co)
     end
+    release_abandoned(task)
     store(results, task, table.unpack(outcome, 1, outcome.n))
     return
   end
@@ -224,6 +248,7 @@ local function step_task(task, results)
     task.state = "repository"
   else
     coroutine.close(task.co)
+    release_abandoned(task)
     task.state = "done"
     store(results, task, false, errors.new {
       kind = "usage", command = "parallel",
@@ -308,6 +333,7 @@ function Group.__close(group)
   for _, task in ipairs(group.running) do
     if task.state ~= "done" then
       coroutine.close(task.co)
+      release_abandoned(task)
     end
   end
 end
@@ -332,7 +358,7 @@ function scheduler.parallel(functions, options)
       local key = order[next_start]
       next_start = next_start + 1
       local task = { key = key, co = coroutine.create(functions[key]),
-                     parent = parent, state = "ready" }
+                     parent = parent, state = "ready", holds = {} }
       tasks[task.co] = task
       running[#running + 1] = task
     end
