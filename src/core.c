@@ -256,16 +256,20 @@ static void maybe_free(proc *p) {
 
 static void on_close(uv_handle_t *h) {
   proc *p = h->data;
-  if (h == (uv_handle_t *)&p->in && p->stdin_pipe)
-    release_sigpipe(p->cl);
   p->open_handles--;
   maybe_free(p);
 }
 
 
+/* Close a handle of p. uv_close closes a pipe's descriptor at once, so
+ * SIGPIPE is given back here too rather than in on_close, which runs
+ * only when the loop runs again. */
 static void close_handle(uv_handle_t *h, int *open) {
+  proc *p = h->data;
   if (*open) {
     *open = 0;
+    if (h == (uv_handle_t *)&p->in && p->stdin_pipe)
+      release_sigpipe(p->cl);
     uv_close(h, on_close);
   }
 }
@@ -319,6 +323,10 @@ static void proc_exited(proc *p, int64_t status, int sig) {
   p->exit_status = status;
   p->term_signal = sig;
   unlink_live(p);
+  /* Nothing reads the child's stdin any more: a source that had not
+   * ended would otherwise keep the pipe, and SIGPIPE ignored, until the
+   * garbage collector collects the process. */
+  close_handle((uv_handle_t *)&p->in, &p->in_open);
   if (!p->out_open && !p->err_open) {
     close_handle((uv_handle_t *)&p->timer, &p->timer_open);
     return;

@@ -146,6 +146,36 @@ describe("run-table stdin and stdout", function()
     assert.are.equal(0, core.live())
   end)
 
+  it("closes stdin when borg ends before the source", function()
+    local pid = helpers.read("/proc/self/stat"):match("^(%d+)")
+    local function open_fds()
+      return #helpers.shell("ls /proc/" .. pid .. "/fd"):gsub("[^\n]", "")
+    end
+    local function sigpipe_ignored()
+      local mask = helpers.read("/proc/self/status"):match("SigIgn:%s*(%x+)")
+      return tonumber(mask, 16) & (1 << 12) ~= 0
+    end
+    local endless = function()
+      return string.rep("x", 65536)
+    end
+    -- The garbage collector would close a forgotten pipe sooner or later.
+    collectgarbage("stop")
+    local before = open_fds()
+    for _ = 1, 3 do
+      local ok, err = pcall(api.import_tar, { dir .. "/missing::x", "-" },
+        { stdin = endless })
+      assert.is_false(ok)
+      assert.are.equal("borg", err.kind)
+    end
+    local after = open_fds()
+    local ignored = sigpipe_ignored()
+    collectgarbage("restart")
+    -- An earlier spec's descriptor may close meanwhile, so fewer is fine.
+    assert.is_true(after <= before, string.format("%d descriptors open before,"
+      .. " %d after", before, after))
+    assert.is_false(ignored, "SIGPIPE is still ignored after borg ended")
+  end)
+
   it("a sink for a call without data on stdout is a usage error", function()
     local ok, err = pcall(api.list, { repo }, { stdout = io.stdout })
     assert.is_false(ok)
