@@ -207,6 +207,21 @@ describe("the borglua program", function()
     assert.are.equal("embed_signal: the host's SIGINT handler ran\n", output)
   end)
 
+  it("raises a signal error for a call that waited for its repository", function()
+    helpers.write(dir .. "/wait.lua", [[
+      local api = borg.new{ borg = ]] .. hang_borg .. [[ }
+      local results = borg.parallel {
+        function() return api.check { "/r" } end,
+        function() return api.check { "/r" } end,
+      }
+      local err = results[2].error
+      print(type(err) == "table" and err.kind or "plain error", tostring(err))
+    ]])
+    local output = signal_host("wait.lua", "borg.pid", "TERM", "HANG_BORG_PID=borg.pid")
+    assert.truthy(output:find("^signal\tborg check: not started: the host was"
+      .. " interrupted by SIGTERM"), output)
+  end)
+
   it("exits with 143 on SIGTERM and leaves no child behind", function()
     local script = "borg.new{ borg = " .. hang_borg .. " }.check{ '/r' }"
     local output, status = signal_host("-e " .. q(script), "borg.pid", "TERM",

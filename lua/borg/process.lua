@@ -288,6 +288,9 @@ end
 -- output instead of the captures), on_exit (called once borg is reaped),
 -- warm (start borg through a warm server when it can), log_level.
 function process.start(job)
+  -- Checked here too: inside borg.parallel a signal can arrive while a
+  -- call waits for its repository, after call.prepare checked.
+  process.check_interrupted(job.command)
   local inherit = job.stdio == "inherit"
   local proc, errname, message = core.spawn {
     file = job.argv[1],
