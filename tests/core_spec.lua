@@ -286,6 +286,27 @@ describe("core.spawn", function()
     until kind == "exit"
   end)
 
+  it("catches a signal that the child sends at once", function()
+    -- A separate host: without the fix the signal kills it.
+    local script = helpers.tmpdir()
+    helpers.write(script .. "/signal.lua", [[
+      local core = require "borg.core"
+      for _ = 1, 20 do
+        local proc = assert(core.spawn { file = "/bin/sh", stdout = "null",
+          args = { "/bin/sh", "-c", "kill -TERM $PPID" } })
+        repeat until proc:read(true) == "exit"
+        assert(core.interrupted() == 15, "the host saw no SIGTERM")
+        core.forget_interrupt()
+      end
+      print("survived")
+    ]])
+    local output, status = helpers.shell(helpers.quote(helpers.borglua) .. " "
+      .. helpers.quote(script .. "/signal.lua") .. " 2>&1")
+    helpers.rmdir(script)
+    assert.are.equal(0, status, output)
+    assert.are.equal("survived\n", output)
+  end)
+
   it("leaves no descriptor open and no zombie behind", function()
     local before = open_fds()
     local pids = {}
