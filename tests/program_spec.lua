@@ -222,6 +222,18 @@ describe("the borglua program", function()
       .. " interrupted by SIGTERM"), output)
   end)
 
+  it("reports a mount interrupted before it is live", function()
+    helpers.write(dir .. "/mount.lua", [[
+      local api = borg.new{ borg = ]] .. hang_borg .. [[ }
+      local ok, err = pcall(api.mount, { "/r::a", "mnt" })
+      print(err.kind, err.message)
+    ]])
+    os.execute("mkdir " .. q(dir .. "/mnt"))
+    local output = signal_host("mount.lua", "borg.pid", "TERM", "HANG_BORG_PID=borg.pid")
+    assert.are.equal("signal\tinterrupted by SIGTERM; borg was stopped\nstatus 143\n",
+      output)
+  end)
+
   it("exits with 143 on SIGTERM and leaves no child behind", function()
     local script = "borg.new{ borg = " .. hang_borg .. " }.check{ '/r' }"
     local output, status = signal_host("-e " .. q(script), "borg.pid", "TERM",

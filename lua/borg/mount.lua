@@ -150,10 +150,15 @@ mount.mount = {
           message = "borg ended without mounting " .. mountpoint,
         }, 0)
       end
-      if core.now() > deadline or core.interrupted() then
+      local interrupted = core.interrupted()
+      if core.now() > deadline or interrupted then
         handle.reaped = true
         proc:kill()
-        process.finish(running)
+        local outcome = process.finish(running)
+        if interrupted then
+          -- Raises the "signal" error of an interrupted call.
+          require("borg.call").judge(outcome, ctx)
+        end
         error(errors.new {
           kind = "timeout", command = "mount", argv = ctx.argv,
           message = string.format("%s was not mounted after %d s; borg was stopped",
