@@ -49,7 +49,12 @@ end
 function helpers.children()
   local list = {}
   for pid in helpers.shell("exec pgrep -P " .. helpers.pid):gmatch("%d+") do
-    list[#list + 1] = pid
+    -- A warm borg server ("python3 - /usr/bin/borg") lives as long as the
+    -- host by design; it is not a child left behind by a call.
+    local cmdline = helpers.read("/proc/" .. pid .. "/cmdline") or ""
+    if not cmdline:find("^[^%z]*python[^%z]*%z%-%z") then
+      list[#list + 1] = pid
+    end
   end
   return list
 end
