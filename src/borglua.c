@@ -36,8 +36,8 @@ static int load_embedded(lua_State *L) {
 }
 
 
-/* Put the embedded modules, borg.core and borg.sys into package.preload, so that
- * require finds them before it looks at the disk. */
+/* Put the embedded modules, borg.core and borg.sys into package.preload,
+ * so that require finds them before it looks at the disk. */
 static void preload_modules(lua_State *L) {
   int i;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);

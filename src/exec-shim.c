@@ -60,6 +60,8 @@ int main(int argc, char **argv) {
   /* The host died before prctl took effect, so no signal will come. */
   if (getppid() != (pid_t)parent)
     return 128 + (int)sig;
+  /* libuv forked this process and has no hook before exec, which is why
+   * this shim exists; it only replaces itself with the program. */
   execvp(argv[4], argv + 5);
   report((int)errfd, errno);
   return 127;

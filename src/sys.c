@@ -49,9 +49,9 @@ static void read_start(int fd, char *buf, size_t size) {
 
 
 /* sys.lock(path): take an exclusive flock on path, creating it. Returns
- * the lock and the text the file held before (the previous holder's pid,
- * "" when new); or nil, "busy", the holder's text when another process
- * holds it; or nil, message on another failure. */
+ * the lock and the file's previous text (the previous holder's pid, ""
+ * when new). Returns nil, "busy" and the holder's text when another
+ * process has the lock, or nil and a message on any other failure. */
 static int sys_lock(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   char before[64], mine[32];

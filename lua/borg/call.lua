@@ -45,7 +45,7 @@ local state = { warned = false }
 -- dry_run (pass --dry-run to every command that has it).
 call.settings = { planning = false, dry_run = false }
 
--- Functions told about every call that ran or failed (see call.observe).
+-- Observers called after every call that ran or failed (see call.observe).
 local observers = {}
 
 -- Return true when some call of this process ended with borg's warning
@@ -529,7 +529,7 @@ local function run_call(inst, command, args, run, report)
   return call.result(ctx, outcome, steps, duration)
 end
 
--- Add fn to the functions told about each call; it receives a table
+-- Add fn to the observers called after each call. It receives a table
 -- { command, repository, argv, ok, result, run, error, started, duration }.
 -- Returns a function that removes it again.
 function call.observe(fn)
