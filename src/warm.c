@@ -50,7 +50,7 @@ extern const size_t borglua__warm_source_size;
 #define START_TIMEOUT_MS 60000
 #define REPLY_TIMEOUT_MS 30000
 /* A server gives its children 5 s after SIGTERM when the host is gone. */
-#define STOP_TIMEOUT_MS 10000
+#define STOP_TIMEOUT_MS 2000
 /* Linux reads at most this much of a #! line. */
 #define SHEBANG_SIZE 256
 #define MAX_SLOTS 128
@@ -636,6 +636,9 @@ static void stop_server(warm_server *s) {
   if (s->exited)
     return;
   uv_ref((uv_handle_t *)&s->process);
+  /* Ask it to end at once rather than wait for it to notice the closed
+   * socket: a host that exits must not hang on its server. */
+  uv_process_kill(&s->process, SIGTERM);
   run_until(s, has_exited, STOP_TIMEOUT_MS);
   if (!s->exited) {
     uv_process_kill(&s->process, SIGKILL);
