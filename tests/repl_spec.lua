@@ -204,10 +204,14 @@ describe("the prompt in a terminal", function()
     api.init { repo, encryption = "none" }
     api.create { repo .. "::a1", helpers.source_tree(dir) }
 
-    local command = "env -u BORG_REPO -u BORG_PASSPHRASE -u BORG_PASSCOMMAND"
+    local borglua = "env -u BORG_REPO -u BORG_PASSPHRASE -u BORG_PASSCOMMAND"
       .. " HOME=" .. q(dir) .. " XDG_STATE_HOME=" .. q(dir .. "/state")
       .. " BORG_BASE_DIR=" .. q(dir .. "/base") .. " BORG_SELFTEST=disabled "
       .. q(helpers.borglua)
+    -- tmux 3.3a now and then misses the exit of a pane's process under
+    -- load (the pane never shows as dead, with lua5.4 as well), so a
+    -- shell prints borglua's exit status and the spec waits for that.
+    local command = "sh -c " .. q(borglua .. '; echo "[borglua exited: $?]"')
     local _, status = tmux("-f /dev/null new-session -d -s repl -x 120 -y 50 "
       .. q(command))
     assert.are.equal(0, status)
@@ -233,9 +237,7 @@ describe("the prompt in a terminal", function()
     helpers.write(helpers.top .. "/build/repl-screen.txt", text .. "\n")
 
     press("C-d")
-    wait_for("Pane is dead")
-    local dead = tmux("display-message -p -t repl '#{pane_dead} #{pane_dead_status}'")
-    assert.are.equal("1 0\n", dead)
+    wait_for("%[borglua exited: 0%]")
     local history = helpers.read(dir .. "/state/borglua/history")
     assert.truthy(history and history:find("last=1", 1, true), history)
     assert.are.equal("600\n", helpers.shell("stat -c %a "
@@ -249,6 +251,6 @@ describe("the prompt in a terminal", function()
     wait_for('\n> borg%.list{ "[^"]*", last=1 }$')
     press("C-u")
     press("C-d")
-    wait_for("Pane is dead")
+    wait_for("%[borglua exited: 0%]")
   end)
 end)
