@@ -49,6 +49,12 @@
 #define WRITE_HIGH (1u << 20)
 #define WRITE_LOW (256u << 10)
 #define DEFAULT_GRACE 5.0
+/* After the first SIGINT, SIGTERM or SIGHUP of the host, borg gets this
+ * long to end by itself: on SIGINT a create first writes a checkpoint,
+ * and killing it then would leave its lock behind. A second signal is
+ * forwarded too (borg then stops at once) and brings the kill closer to
+ * the usual grace; a third one kills at once. */
+#define INTERRUPT_GRACE 30.0
 /* How long to keep reading after the child exited while another process
  * (a grandchild in another session) still has its pipes open. */
 #define DRAIN_MS 1000
@@ -127,6 +133,7 @@ struct core_loop {
   int stdin_pipes;             /* children whose stdin is our pipe */
   struct sigaction saved_pipe; /* SIGPIPE before the first of them */
   int interrupted;
+  int host_signals; /* how many arrived since the last forget_interrupt */
   int closed;
   warm_pool *warm;             /* warm borg servers, made on first use */
   int shim_fd;        /* borglua-exec in memory, or -1 */
@@ -490,16 +497,24 @@ static void resume_if_drained(proc *p) {
 static void on_host_signal(uv_signal_t *h, int sig) {
   core_loop *cl = h->data;
   proc *p;
+  double grace;
   if (!cl->interrupted)
     cl->interrupted = sig;
+  cl->host_signals++;
   /* Forward the signal so borg ends cleanly and releases its locks; the
    * grace timer escalates to SIGKILL for a child that ignores it. */
   for (p = cl->live; p; p = p->next) {
+    if (cl->host_signals >= 3) {
+      kill_group(p, SIGKILL);
+      continue;
+    }
     kill_group(p, sig);
     if (p->timer_open && !p->timed_out) {
+      grace = p->grace;
+      if (cl->host_signals == 1 && grace < INTERRUPT_GRACE)
+        grace = INTERRUPT_GRACE;
       uv_timer_stop(&p->timer);
-      uv_timer_start(&p->timer, on_kill_timer,
-                     timer_ms(p->grace), 0);
+      uv_timer_start(&p->timer, on_kill_timer, timer_ms(grace), 0);
     }
   }
 }
@@ -1354,7 +1369,9 @@ static int core_interrupted(lua_State *L) {
  * so borg calls run again. The prompt does this after each chunk: Ctrl-C
  * stops the borg call of one chunk, not every later one. */
 static int core_forget_interrupt(lua_State *L) {
-  get_loop(L)->interrupted = 0;
+  core_loop *cl = get_loop(L);
+  cl->interrupted = 0;
+  cl->host_signals = 0;
   return 0;
 }
 

@@ -129,7 +129,8 @@ describe("signals to a borglua running a create", function()
 
     assert.are.equal(130, status)
     assert.are.equal(0, signal)
-    assert.truthy(stdout:find("^false\tsignal\t2\t%d+\ncleanup ran\n$"), stdout)
+    -- borg ended by itself with its error status.
+    assert.are.equal("false\tsignal\t2\t2\ncleanup ran\n", stdout)
     assert.is_nil(process_state(borg_pid))
     assert_repository_intact()
   end)
@@ -160,6 +161,80 @@ describe("signals to a borglua running a create", function()
     assert.is_true(ends_within(borg_pid, 30), "borg outlived its host")
     stop_writer(writer)
     assert_repository_intact()
+  end)
+end)
+
+-- A borg that is slow to stop after a signal, as a create that writes its
+-- checkpoint, stands in for the real one here (tests/bin/fault-borg).
+describe("signals to a borglua whose borg is slow to stop", function()
+  local dir, vars
+
+  before_each(function()
+    dir = helpers.tmpdir()
+    vars = child_env(dir)
+  end)
+
+  after_each(function()
+    helpers.rmdir(dir)
+  end)
+
+  -- Start the host on a check by fault-borg in mode; return the host
+  -- and the stand-in's pid once it runs.
+  local function start_host(mode, trap)
+    local pids = dir .. "/pids"
+    local script = string.format([[
+      local api = borg.new { borg = %q, env = { FAULT_BORG_MODE = %q,
+        FAULT_BORG_PIDS = %q, FAULT_BORG_TRAP = %s } }
+      local ok, err = pcall(api.check, { "/repo" })
+      print(ok, err.kind, err.rc)
+    ]], helpers.top .. "/tests/bin/fault-borg", mode, pids, trap and '"1"' or "nil")
+    local host = assert(core.spawn { file = helpers.borglua, env = vars, stdout = "whole",
+      args = { helpers.borglua, "-e", script }, grace = 60 })
+    for _ = 1, 100 do
+      local text = helpers.read(pids)
+      if text and text:find("%d+\n") then
+        return host, text:match("%d+")
+      end
+      os.execute("sleep 0.1")
+    end
+    error("fault-borg did not start")
+  end
+
+  it("gives borg more than the usual 5 s after the first SIGINT", function()
+    local host, pid = start_host("slow-stop")
+    host:kill(2)
+    local stdout, _, status = wait_exit(host)
+    assert.are.equal(130, status)
+    -- It exited 2 after its 7 s of clean-up; killed, it would have no rc.
+    assert.are.equal("false\tsignal\t2\n", stdout)
+    assert.is_nil(process_state(pid))
+  end)
+
+  it("forwards a second SIGINT, which makes borg stop at once", function()
+    local host = start_host("slow-stop")
+    host:kill(2)
+    os.execute("sleep 0.5")
+    host:kill(2)
+    local stdout, _, status = wait_exit(host)
+    assert.are.equal(130, status)
+    assert.are.equal("false\tsignal\t3\n", stdout)
+  end)
+
+  it("kills a borg that ignores signals at the third one", function()
+    local host, pid = start_host("hang", true)
+    local sent = core.now()
+    for _ = 1, 3 do
+      host:kill(15)
+      os.execute("sleep 0.3")
+    end
+    local stdout, _, status = wait_exit(host)
+    local elapsed = core.now() - sent
+    assert.are.equal(143, status)
+    -- Killed, borg has no exit status of its own.
+    assert.are.equal("false\tsignal\tnil\n", stdout)
+    -- Long before the 30 s that the first signal would have given it.
+    assert.is_true(elapsed < 20, string.format("took %.1f s", elapsed))
+    assert.is_true(ends_within(pid, 5))
   end)
 end)
 
