@@ -107,6 +107,8 @@ describe("borg failures on a real repository", function()
 
     assert_borg_error(err, "list", "LockTimeout")
     assert.truthy(err.message:find("lock.exclusive (timeout)", 1, true), err.message)
+    assert.truthy(err.hint:find("lock_wait = SECONDS", 1, true), err.hint)
+    assert.truthy(tostring(err):find("borg.break_lock{ REPOSITORY }", 1, true), tostring(err))
     local passed = false
     for _, word in ipairs(err.argv) do
       passed = passed or word == "--lock-wait=1"

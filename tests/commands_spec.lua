@@ -307,7 +307,9 @@ describe("failures", function()
     assert.are.equal("Repository.DoesNotExist", err.msgid)
     assert.are.equal("repository " .. dir .. "/missing does not exist", err.message)
     assert.are.equal("borg list: repository " .. dir .. "/missing does not exist"
-      .. " (Repository.DoesNotExist, rc 2)", tostring(err))
+      .. " (Repository.DoesNotExist, rc 2). Check the path, or create the repository"
+      .. " with borg.init{ REPOSITORY, encryption = ... }", tostring(err))
+    assert.are.equal(borg.errors.HINTS["Repository.DoesNotExist"], err.hint)
     assert.are.same({ "borg", "list", "--log-json", "--json", "--", dir .. "/missing" },
       err.argv)
   end)

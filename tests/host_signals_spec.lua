@@ -275,6 +275,7 @@ describe("exit status of borglua on the real borg", function()
     assert.are.equal(2, status)
     assert.are.equal("", stdout)
     assert.are.same({ "borglua: borg list: repository " .. dir .. "/nope does not exist"
-      .. " (Repository.DoesNotExist, rc 2)" }, stderr)
+      .. " (Repository.DoesNotExist, rc 2). Check the path, or create the repository"
+      .. " with borg.init{ REPOSITORY, encryption = ... }" }, stderr)
   end)
 end)

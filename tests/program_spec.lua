@@ -96,7 +96,8 @@ describe("the borglua program", function()
       "BORG_BASE_DIR=" .. q(dir) .. " BORG_REPO= BORG_PASSPHRASE=")
     assert.are.equal(2, status)
     assert.are.equal("borglua: borg list: repository " .. dir .. "/nope does not exist"
-      .. " (Repository.DoesNotExist, rc 2)\n", output)
+      .. " (Repository.DoesNotExist, rc 2). Check the path, or create the repository"
+      .. " with borg.init{ REPOSITORY, encryption = ... }\n", output)
   end)
 
   it("exits with 1 when a borg call warned", function()

@@ -60,10 +60,11 @@ describe("repl.show", function()
   it("shows an error object as its message and fields", function()
     local err = errors.new { kind = "borg", command = "list", rc = 2,
                              msgid = "Repository.DoesNotExist",
-                             message = "repository /r does not exist" }
+                             message = "repository /r does not exist",
+                             hint = "Check the path" }
     assert.are.equal('borg list: repository /r does not exist (Repository.DoesNotExist,'
-      .. ' rc 2) { command = "list", kind = "borg", msgid = "Repository.DoesNotExist",'
-      .. ' rc = 2 }', repl.show(err))
+      .. ' rc 2). Check the path { command = "list", kind = "borg",'
+      .. ' msgid = "Repository.DoesNotExist", rc = 2 }', repl.show(err))
     assert.are.equal("error: " .. repl.show(err), repl.show_error(err))
   end)
 

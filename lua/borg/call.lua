@@ -403,7 +403,7 @@ local function judge(outcome, ctx)
   elseif severity == "warning" then
     message = message or "check found problems in the repository"
   end
-  fail({ kind = kind, rc = rc, msgid = msgid,
+  fail({ kind = kind, rc = rc, msgid = msgid, hint = msgid and errors.HINTS[msgid],
          message = message or string.format("borg exited with status %d", rc) },
        outcome, ctx)
 end

@@ -33,6 +33,9 @@ function Error.__tostring(err)
   if #detail > 0 then
     parts[#parts + 1] = " (" .. table.concat(detail, ", ") .. ")"
   end
+  if err.hint then
+    parts[#parts + 1] = ". " .. err.hint
+  end
   return table.concat(parts)
 end
 
@@ -56,6 +59,20 @@ function errors.retryable(value)
   return errors.is(value) and value.msgid ~= nil
     and errors.RETRYABLE[value.msgid] == true
 end
+
+-- What to do next after borg failures whose cause is clear from the
+-- msgid alone, by msgid. The text becomes the error's `hint` field.
+errors.HINTS = {
+  LockTimeout = "Another borg process holds the repository lock: wait"
+    .. " longer with lock_wait = SECONDS, or, when no borg uses the"
+    .. " repository, remove a stale lock with borg.break_lock{ REPOSITORY }",
+  PassphraseWrong = "Check the instance's passphrase, BORG_PASSPHRASE or"
+    .. " BORG_PASSCOMMAND",
+  ["Repository.DoesNotExist"] = "Check the path, or create the"
+    .. " repository with borg.init{ REPOSITORY, encryption = ... }",
+  ["Archive.AlreadyExists"] = "Choose another archive name, for example"
+    .. " one with the {now} placeholder",
+}
 
 -- Return a new error object with the given fields.
 function errors.new(fields)

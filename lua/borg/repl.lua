@@ -161,7 +161,7 @@ local function show_table(t, depth, seen)
     -- An error object: its message, then its other fields.
     local message = error_message(t) or tostring(rawget(t, "message"))
     text = message .. " " .. join_items(table_items(t, depth, seen,
-      { message = true }), depth)
+      { message = true, hint = true }), depth)
   else
     text = join_items(table_items(t, depth, seen), depth)
   end
