@@ -60,8 +60,8 @@ function errors.retryable(value)
     and errors.RETRYABLE[value.msgid] == true
 end
 
--- What to do next after borg failures whose cause is clear from the
--- msgid alone, by msgid. The text becomes the error's `hint` field.
+-- Next steps for borg failures whose cause the msgid alone makes clear,
+-- by msgid. The text becomes the error's `hint` field.
 errors.HINTS = {
   LockTimeout = "Another borg process holds the repository lock: wait"
     .. " longer with lock_wait = SECONDS, or, when no borg uses the"
