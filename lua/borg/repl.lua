@@ -334,6 +334,32 @@ local function instance_metatable()
   return borg, getmetatable(borg.new())
 end
 
+-- Fields that the borg module and its instances make on first use, so
+-- they are not keys of the table until then.
+local MADE_ON_USE = { "iter", "parallel", "environ", "set_environ",
+                      "unset_environ", "planning", "dry_run" }
+
+-- Return true when value is the borg module or one of its instances.
+local function is_borg(value)
+  local borg, instance_mt = instance_metatable()
+  return borg ~= nil and (rawequal(value, borg) or getmetatable(value) == instance_mt)
+end
+
+-- Return field `name` of value, the borg module or an instance, when
+-- MADE_ON_USE lists it (reading it makes it); nil otherwise.
+local function made_on_use(value, name)
+  for _, known in ipairs(MADE_ON_USE) do
+    if known == name then
+      local ok, field = pcall(function() return value[name] end)
+      if ok then
+        return field
+      end
+      return nil
+    end
+  end
+  return nil
+end
+
 -- Add the string keys of table t, and those of the tables its metatables
 -- name as __index, to the set names.
 local function add_fields(names, t, depth)
@@ -361,6 +387,13 @@ local function field_names(value)
     return names
   end
   add_fields(names, value, 0)
+  if is_borg(value) then
+    for _, name in ipairs(MADE_ON_USE) do
+      if made_on_use(value, name) ~= nil then
+        names[name] = true
+      end
+    end
+  end
   local borg, instance_mt = instance_metatable()
   if borg and (rawequal(value, borg) or getmetatable(value) == instance_mt) then
     for _, name in ipairs(borg.commands) do
@@ -394,6 +427,9 @@ local function resolve(path)
       local ok, mt = pcall(getmetatable, value)
       local index = ok and type(mt) == "table" and rawget(mt, "__index")
       field = type(index) == "table" and rawget(index, name) or nil
+    end
+    if field == nil and is_borg(value) then
+      field = made_on_use(value, name)
     end
     value = field
   end
