@@ -176,4 +176,11 @@ describe("environ", function()
                       "RESTIC_PASSWORD=" .. env.MASK },
       borg.env.mask { "BORG_NEW_PASSPHRASE=x", "BORG_REPO=/r", "RESTIC_PASSWORD=y" })
   end)
+
+  it("shows borg's settings whose names only look secret", function()
+    assert.are.same({ BORG_DISPLAY_PASSPHRASE = "no", BORG_PASSPHRASE_FD = "5",
+                      BORG_PASSCOMMAND = env.MASK },
+      borg.env.mask { BORG_DISPLAY_PASSPHRASE = "no", BORG_PASSPHRASE_FD = "5",
+                      BORG_PASSCOMMAND = "pass show borg" })
+  end)
 end)

@@ -124,12 +124,19 @@ function env.list(vars)
   return list
 end
 
+-- borg variables whose names look secret but whose values are not: a
+-- yes/no setting and a descriptor number.
+local NOT_SECRET = { BORG_DISPLAY_PASSPHRASE = true, BORG_PASSPHRASE_FD = true }
+
 -- Return true when the value of variable name is a secret: a passphrase,
 -- a passcommand (it may contain one), or a name that says password,
 -- secret, token, credential or key (AWS_SECRET_ACCESS_KEY,
 -- RESTIC_PASSWORD, GITHUB_TOKEN).
 function env.is_secret(name)
   local upper = tostring(name):upper()
+  if NOT_SECRET[upper] then
+    return false
+  end
   return upper:find("PASS", 1, true) ~= nil
     or upper:find("SECRET", 1, true) ~= nil
     or upper:find("TOKEN", 1, true) ~= nil
