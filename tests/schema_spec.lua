@@ -21,6 +21,31 @@ describe("schema.time", function()
     assert.are.equal(text .. offset:sub(1, 3) .. ":" .. offset:sub(4, 5), schema.time(text))
   end)
 
+  it("gives each hour of a day with a clock change its offset", function()
+    if not io.open("/usr/share/zoneinfo/Europe/Berlin") then
+      pending("needs the time zone Europe/Berlin (Debian package tzdata)")
+      return
+    end
+    -- A host in Berlin: the offsets are cached by day, so each time is
+    -- converted twice, and the second answer comes from the cache.
+    local helpers = require "helpers"
+    local output = helpers.shell("TZ=Europe/Berlin " .. helpers.quote(helpers.borglua)
+      .. " -e " .. helpers.quote([[
+        local schema = require "borg.schema"
+        for _, text in ipairs { "2026-03-29T01:30:00", "2026-03-29T03:30:00.5",
+                                "2026-03-28T12:00:00", "2026-07-01T12:00:00",
+                                "2026-10-25 01:00:00", "2026-10-25T12:00:00" } do
+          print(schema.time(text), schema.time(text))
+        end]]))
+    assert.are.equal(table.concat({
+      "2026-03-29T01:30:00+01:00\t2026-03-29T01:30:00+01:00",
+      "2026-03-29T03:30:00.5+02:00\t2026-03-29T03:30:00.5+02:00",
+      "2026-03-28T12:00:00+01:00\t2026-03-28T12:00:00+01:00",
+      "2026-07-01T12:00:00+02:00\t2026-07-01T12:00:00+02:00",
+      "2026-10-25 01:00:00+02:00\t2026-10-25 01:00:00+02:00",
+      "2026-10-25T12:00:00+01:00\t2026-10-25T12:00:00+01:00", "" }, "\n"), output)
+  end)
+
   it("leaves other values alone", function()
     assert.are.equal("yesterday", schema.time("yesterday"))
     assert.is_nil(schema.time(nil))

@@ -145,7 +145,7 @@ local function start(inst, command, args, run)
     self:close()
   end)
   local function push(record)
-    self:push(command == "list" and schema.item(record) or record)
+    self:push(command == "list" and schema.item_in_place(record) or record)
   end
   local on_list = source.record and function(record)
     self:push(source.record(record))

@@ -24,6 +24,43 @@ local function pick(value, names)
   return copy
 end
 
+-- Return the host's UTC offset ("+01:00") at a local time.
+local function local_offset(year, month, day, hour, min, sec)
+  local epoch = os.time { year = year, month = month, day = day,
+                          hour = hour, min = min, sec = sec }
+  local offset = os.date("%z", epoch)
+  return offset:sub(1, 3) .. ":" .. offset:sub(4, 5)
+end
+
+-- The host's UTC offset by date ("2026-12-04"), for days without a
+-- change of offset, or false for a day with one. Each offset costs two
+-- C library calls that read the time zone, and a listing has one time
+-- per item. Emptied when it grows past DAYS_KEPT dates.
+local day_offsets, days_cached = {}, 0
+local DAYS_KEPT = 4096
+
+-- Return the host's UTC offset at a naive local time, using the cache of
+-- whole days.
+local function offset_at(date, year, month, day, hour, min, sec)
+  local cached = day_offsets[date]
+  if cached then
+    return cached
+  end
+  if cached == nil then
+    local first = local_offset(year, month, day, 0, 0, 0)
+    local last = local_offset(year, month, day, 23, 59, 59)
+    if days_cached >= DAYS_KEPT then
+      day_offsets, days_cached = {}, 0
+    end
+    days_cached = days_cached + 1
+    day_offsets[date] = first == last and first
+    if first == last then
+      return first
+    end
+  end
+  return local_offset(year, month, day, hour, min, sec)
+end
+
 -- Return text, a time as borg writes it, as an ISO 8601 time with a UTC
 -- offset ("2026-12-04T14:51:08.000000+01:00"). A naive time (borg 1.2)
 -- is local time of this host, so it gets the host's offset at that time.
@@ -40,16 +77,13 @@ function schema.time(text)
     local head, sign, hours, minutes = text:match("^(.-)([+-])(%d%d):?(%d%d)$")
     return head .. sign .. hours .. ":" .. minutes
   end
-  local year, month, day, hour, min, sec = text:match(
-    "^(%d%d%d%d)%-(%d%d)%-(%d%d)[T ](%d%d):(%d%d):(%d%d)")
+  local date, year, month, day, hour, min, sec = text:match(
+    "^((%d%d%d%d)%-(%d%d)%-(%d%d))[T ](%d%d):(%d%d):(%d%d)")
   if year == nil then
     return text
   end
-  local epoch = os.time { year = tonumber(year), month = tonumber(month),
-                          day = tonumber(day), hour = tonumber(hour),
-                          min = tonumber(min), sec = tonumber(sec) }
-  local offset = os.date("%z", epoch)
-  return text .. offset:sub(1, 3) .. ":" .. offset:sub(4, 5)
+  return text .. offset_at(date, tonumber(year), tonumber(month), tonumber(day),
+    tonumber(hour), tonumber(min), tonumber(sec))
 end
 
 local BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -143,19 +177,26 @@ local ITEM_VERSION_FIELDS = { source = true, linktarget = true, hlid = true,
 -- it), `target` for a link's target, times with a UTC offset. Fields that
 -- a `format` asked for are kept.
 function schema.item(record)
-  local item = {}
+  local copy = {}
   for key, value in pairs(record) do
-    if not ITEM_VERSION_FIELDS[key] then
-      item[key] = value
-    end
+    copy[key] = value
   end
+  return schema.item_in_place(copy)
+end
+
+-- Normalize a decoded list item as schema.item does, in place, and return
+-- it: for records that nothing else keeps, such as those of borg.iter.list.
+function schema.item_in_place(record)
   if record.path_b64 then
-    item.path = schema.base64_decode(record.path_b64) or record.path
+    record.path = schema.base64_decode(record.path_b64) or record.path
   end
   if record.path ~= nil or record.type ~= nil then
-    item.target = record.target or record.linktarget or record.source or ""
+    record.target = record.target or record.linktarget or record.source or ""
   end
-  return convert_times(item)
+  for key in pairs(ITEM_VERSION_FIELDS) do
+    record[key] = nil
+  end
+  return convert_times(record)
 end
 
 local function repository(value)

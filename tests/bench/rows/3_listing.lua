@@ -75,6 +75,18 @@ return {
         return bench.run({ "sh", "-c", "exec \"$@\" > /dev/null", "sh", bench.borg,
           "list", "--json-lines", full }, { env = env })
       end)
+    -- The cost that any reader of borg's pipe pays: borg flushes each line with
+    -- its own write, and each write to a pipe wakes the reader.
+    local piped = bench.pairs(runs, 0,
+      function()
+        return bench.run({ "sh", "-c", "\"$@\" | cat > /dev/null", "sh", bench.borg,
+          "list", "--json-lines", full }, { env = env })
+      end,
+      function()
+        return bench.run({ "sh", "-c", "exec \"$@\" > /dev/null", "sh", bench.borg,
+          "list", "--json-lines", full }, { env = env })
+      end)
+    piped.cpu_a = nil
     local full_peak = math.max(table.unpack(peaks))
     local small_count, small_peak = iterate(bench, small, env)
     local limit = 32 * MIB
@@ -109,6 +121,16 @@ return {
       },
     }
     table.move(memory, 1, #memory, #entries + 1, entries)
+    local reference = bench.entries({
+      id = "3e", measure = string.format("reference, %d items: borg list --json-lines piped"
+        .. " to cat > /dev/null vs > /dev/null", count),
+      how = "ratio",
+      method = string.format("the lower bound of 3a for any program that reads borg's"
+        .. " output from a pipe; %d pairs run in turn, median of the pairwise ratios",
+        runs),
+    }, piped)[1]
+    reference.id = "3e"
+    entries[#entries + 1] = reference
     return entries
   end,
 }
