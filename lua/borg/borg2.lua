@@ -11,13 +11,21 @@
 
 local argv = require "borg.argv"
 local catalogue = require "borg.catalogue"
-local catalogue2 = require "borg.catalogue2"
 local env = require "borg.env"
 local errors = require "borg.errors"
 local probe_version = require "borg.version"
 local schema = require "borg.schema"
 
 local borg2 = {}
+
+-- The borg 2 catalogue, loaded on first use, so that a script for borg
+-- 1.2 does not pay for building it at start-up.
+local catalogue2 = setmetatable({}, {
+  __index = function(_, key)
+    return require("borg.catalogue2")[key]
+  end,
+})
+borg2.catalogue = catalogue2
 
 -- Commands that only borg 2 has, under the names callers use. Their first
 -- positional is a repository location, like the 1.2 commands'; for

@@ -11,7 +11,6 @@
 local borg2 = require "borg.borg2"
 local call = require "borg.call"
 local catalogue = require "borg.catalogue"
-local catalogue2 = require "borg.catalogue2"
 local env = require "borg.env"
 local errors = require "borg.errors"
 local format = require "borg.format"
@@ -226,7 +225,7 @@ end
 
 -- Return the sorted option names that command accepts.
 function borg.options(command)
-  local spec = catalogue.commands[command] or catalogue2.commands[command]
+  local spec = catalogue.commands[command] or borg2.catalogue.commands[command]
   if not IS_COMMAND[command] or spec == nil then
     errors.usage("options", "unknown command '%s'", tostring(command))
   end
