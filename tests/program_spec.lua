@@ -91,6 +91,20 @@ describe("the borglua program", function()
     assert.truthy(output:find("^borglua: %(command line%):1: boom\nstack traceback:"))
   end)
 
+  it("prints an error without a msgid once", function()
+    -- borg's record for prune without rules has no msgid: it becomes the
+    -- error's message and is not printed as a log line as well.
+    local init = borglua("-e " .. q("borg.init{ 'r', encryption = 'none' }"),
+      "BORG_BASE_DIR=" .. q(dir) .. " BORG_REPO= BORG_PASSPHRASE=")
+    assert.is_nil(init:find("error", 1, true), init)
+    local output, status = borglua("-e " .. q("borg.prune{ 'r' }"),
+      "BORG_BASE_DIR=" .. q(dir) .. " BORG_REPO= BORG_PASSPHRASE=")
+    assert.are.equal(2, status)
+    local _, count = output:gsub("must be specified", "")
+    assert.are.equal(1, count, output)
+    assert.truthy(output:find("^borglua: borg prune: at least one of"), output)
+  end)
+
   it("prints a borg error without a traceback", function()
     local output, status = borglua("-e " .. q("borg.list{ '" .. dir .. "/nope' }"),
       "BORG_BASE_DIR=" .. q(dir) .. " BORG_REPO= BORG_PASSPHRASE=")

@@ -329,8 +329,10 @@ local function failure_message(outcome)
   local record = outcome.errors[#outcome.errors]
   local msgid = last_match(outcome.errors, msgid_of) or exitcodes.msgid(outcome.rc)
   local message = record and record.message
+  local used = record
   if message and message:find("^Traceback") then
     message = "borg crashed: " .. (exception_line(message) or "an internal error")
+    used = nil -- the whole traceback is still printed, for a bug report
   end
   local parser_error
   if message == nil then
@@ -348,10 +350,13 @@ local function failure_message(outcome)
   if message:find("^%u%l") then
     message = message:sub(1, 1):lower() .. message:sub(2)
   end
-  return message, msgid, parser_error ~= nil
+  return message, msgid, parser_error ~= nil, parser_error == nil and used or nil
 end
 
-local function fail(fields, outcome, ctx)
+-- Raise the error object with fields for the outcome of ctx; used is the
+-- log record whose message the error carries, which is then not printed.
+local function fail(fields, outcome, ctx, used)
+  process.release_held(outcome, used)
   fields.command = ctx.command
   fields.argv = ctx.argv
   fields.stderr = env.mask_text(table.concat(outcome.stderr, "\n"), ctx.secrets)
@@ -382,9 +387,10 @@ local function judge(outcome, ctx)
   local rc = outcome.rc
   local severity = exitcodes.severity(rc)
   if severity == "ok" or (severity == "warning" and ctx.command ~= "check") then
+    process.release_held(outcome)
     return
   end
-  local message, msgid, parser_error = failure_message(outcome)
+  local message, msgid, parser_error, used = failure_message(outcome)
   local kind = "borg"
   local prompt_fields = not parser_error and prompt.failure(outcome, ctx, msgid)
   if prompt_fields then
@@ -405,7 +411,7 @@ local function judge(outcome, ctx)
   end
   fail({ kind = kind, rc = rc, msgid = msgid, hint = msgid and errors.HINTS[msgid],
          message = message or string.format("borg exited with status %d", rc) },
-       outcome, ctx)
+       outcome, ctx, used)
 end
 
 local function new_run(outcome, ctx)

@@ -65,6 +65,30 @@ local function quiet_record(record)
     and tostring(record.message):find("GetPassWarning", 1, true) ~= nil
 end
 
+-- Print record with the job's print_log. An error record without a msgid
+-- is held back until the next record is printed or borg has ended: it
+-- may become the message of the call's error object, and then printing
+-- it too would show it twice (see process.release_held).
+local function print_record(job, state, record)
+  process.release_held(state)
+  local level = record.levelname
+  if record.msgid == nil and (level == "ERROR" or level == "CRITICAL") then
+    state.held_error, state.print_held = record, job.print_log
+  else
+    job.print_log(record)
+  end
+end
+
+-- Print the error record that print_record held back, unless it is the
+-- record `used`, whose message the caller's error object carries.
+function process.release_held(state, used)
+  local held, print_log = state.held_error, state.print_held
+  state.held_error, state.print_held = nil, nil
+  if held and held ~= used then
+    print_log(held)
+  end
+end
+
 local function handle_log(job, state, record)
   local name = record.name
   if name == "borg.output.list" and job.on_list then
@@ -89,7 +113,7 @@ local function handle_log(job, state, record)
   if job.on_log then
     job.on_log(record)
   elseif job.print_log and not quiet_record(record) then
-    job.print_log(record)
+    print_record(job, state, record)
   end
 end
 
@@ -331,6 +355,7 @@ end
 -- Stop the handle's process and wait until it is reaped, so that borg
 -- releases the repository lock. Does nothing once the process has ended.
 function process.abort(handle)
+  process.release_held(handle.state)
   if handle.done then
     return
   end
