@@ -20,6 +20,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <asm/socket.h> /* SO_SNDBUFFORCE, which _POSIX_C_SOURCE hides */
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -48,12 +50,19 @@
  * a stdin source is read only as fast as the child consumes it. */
 #define WRITE_HIGH (1u << 20)
 #define WRITE_LOW (256u << 10)
+#define STDIN_BUFFER (4 << 20)
+/* borg writes each JSON line with a write of its own. When a read of
+ * stdout lines brings less than PACE_BELOW bytes, reading rests for
+ * PACE_MS, so that the next read takes many lines at once instead of
+ * waking the host for each line. */
+#define PACE_BELOW 4096
+#define PACE_MS 1
 #define DEFAULT_GRACE 5.0
 /* After the first SIGINT, SIGTERM or SIGHUP of the host, borg gets this
  * long to end by itself: on SIGINT a create first writes a checkpoint,
  * and killing it then would leave its lock behind. A second signal is
- * forwarded too (borg then stops at once) and brings the kill closer to
- * the usual grace; a third one kills at once. */
+ * forwarded too, so borg stops at once, and the kill follows after the
+ * usual grace. A third signal kills at once. */
 #define INTERRUPT_GRACE 30.0
 /* How long to keep reading after the child exited while another process
  * (a grandchild in another session) still has its pipes open. */
@@ -93,10 +102,11 @@ typedef struct proc {
   uv_process_t process;
   uv_pipe_t in, out, err;
   uv_timer_t timer;
+  uv_timer_t pace;          /* resumes reading stdout lines, see PACE_MS */
   struct proc *prev, *next; /* list of live processes */
   int pid;
   int open_handles;     /* libuv handles not yet closed */
-  int in_open, out_open, err_open, timer_open, process_open;
+  int in_open, out_open, err_open, timer_open, process_open, pace_open;
   int exited, timed_out, killed;
   int64_t exit_status;
   int term_signal;
@@ -243,6 +253,20 @@ static void hold_sigpipe(core_loop *cl) {
 }
 
 
+/* Let the stdin socket hold STDIN_BUFFER bytes in flight instead of the
+ * system's default (about 200 KiB), so borg reads large blocks and both
+ * sides wake up less often. Above the system's limit only a privileged
+ * host gets this size; otherwise the default stays. */
+static void widen_stdin(proc *p) {
+  uv_os_fd_t fd;
+  int size = STDIN_BUFFER;
+  if (uv_fileno((uv_handle_t *)&p->in, &fd) != 0)
+    return;
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0)
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+}
+
+
 static void release_sigpipe(core_loop *cl) {
   if (--cl->stdin_pipes == 0)
     sigaction(SIGPIPE, &cl->saved_pipe, NULL);
@@ -279,6 +303,13 @@ static void close_handle(uv_handle_t *h, int *open) {
       release_sigpipe(p->cl);
     uv_close(h, on_close);
   }
+}
+
+
+/* Close the stdout pipe and the timer that paces its reading. */
+static void close_out(proc *p) {
+  close_handle((uv_handle_t *)&p->out, &p->out_open);
+  close_handle((uv_handle_t *)&p->pace, &p->pace_open);
 }
 
 
@@ -431,7 +462,7 @@ static void finish_out(proc *p) {
   else if (p->out_mode == OUT_LINES && p->outbuf.len > 0)
     queue_event(p, EV_LINE, p->outbuf.data, p->outbuf.len, p->outbuf.overflow);
   buffer_free(&p->outbuf);
-  close_handle((uv_handle_t *)&p->out, &p->out_open);
+  close_out(p);
   maybe_done(p);
 }
 
@@ -449,6 +480,18 @@ static void finish_err(proc *p) {
 }
 
 
+static void on_read_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+
+/* Read stdout lines again after a rest (see PACE_MS), unless the queue
+ * is full and resume_if_drained restarts reading later. */
+static void on_pace(uv_timer_t *t) {
+  proc *p = t->data;
+  if (p->out_open && !p->paused)
+    uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read_out);
+}
+
+
 static void on_read_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   proc *p = s->data;
   if (n > 0) {
@@ -458,6 +501,10 @@ static void on_read_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
       break;
     case OUT_LINES:
       split_lines(p, &p->outbuf, EV_LINE, buf->base, (size_t)n);
+      if ((size_t)n < PACE_BELOW && !p->exited && p->pace_open) {
+        uv_read_stop(s);
+        uv_timer_start(&p->pace, on_pace, PACE_MS, 0);
+      }
       break;
     case OUT_CHUNKS:
       queue_event(p, EV_STDOUT, buf->base, (size_t)n, 0);
@@ -600,6 +647,8 @@ static void close_any(uv_handle_t *h, void *arg) {
     close_handle(h, &p->in_open);
   else if (h == (uv_handle_t *)&p->timer)
     close_handle(h, &p->timer_open);
+  else if (h == (uv_handle_t *)&p->pace)
+    close_handle(h, &p->pace_open);
   else if (h == (uv_handle_t *)&p->process)
     close_handle(h, &p->process_open);
 }
@@ -846,7 +895,7 @@ static int use_shim(lua_State *L, core_loop *cl, uv_process_options_t *opt,
 /* Wait for a shim that could not start the program (it exits at once),
  * release the process's pipes, and push nil, error name, message. */
 static int late_spawn_error(lua_State *L, proc *p, int err) {
-  close_handle((uv_handle_t *)&p->out, &p->out_open);
+  close_out(p);
   close_handle((uv_handle_t *)&p->err, &p->err_open);
   close_handle((uv_handle_t *)&p->in, &p->in_open);
   while (!p->exited)
@@ -974,10 +1023,11 @@ static int core_spawn(lua_State *L) {
   uv_pipe_init(&cl->loop, &p->err, 0);
   uv_pipe_init(&cl->loop, &p->in, 0);
   uv_timer_init(&cl->loop, &p->timer);
-  p->out.data = p->err.data = p->in.data = p->timer.data = p;
+  uv_timer_init(&cl->loop, &p->pace);
+  p->out.data = p->err.data = p->in.data = p->timer.data = p->pace.data = p;
   p->process.data = p;
-  p->out_open = p->err_open = p->in_open = p->timer_open = 1;
-  p->open_handles = 4;
+  p->out_open = p->err_open = p->in_open = p->timer_open = p->pace_open = 1;
+  p->open_handles = 5;
 
   stdio[0].flags = stdin_pipe ? UV_CREATE_PIPE | UV_READABLE_PIPE : UV_IGNORE;
   stdio[0].data.stream = (uv_stream_t *)&p->in;
@@ -1049,7 +1099,7 @@ static int core_spawn(lua_State *L) {
 
   if (r != 0) {
     p->exited = 1;
-    close_handle((uv_handle_t *)&p->out, &p->out_open);
+    close_out(p);
     close_handle((uv_handle_t *)&p->err, &p->err_open);
     close_handle((uv_handle_t *)&p->in, &p->in_open);
     close_handle((uv_handle_t *)&p->timer, &p->timer_open);
@@ -1077,11 +1127,12 @@ static int core_spawn(lua_State *L) {
   if (stdin_pipe) {
     p->stdin_pipe = 1;
     hold_sigpipe(cl);
+    widen_stdin(p);
   } else {
     close_handle((uv_handle_t *)&p->in, &p->in_open);
   }
   if (p->out_mode == OUT_NULL || p->out_mode == OUT_INHERIT)
-    close_handle((uv_handle_t *)&p->out, &p->out_open);
+    close_out(p);
   else
     uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read_out);
   if (stderr_inherit)
@@ -1220,6 +1271,27 @@ static int proc_write(lua_State *L) {
     lua_pushstring(L, p->write_error ? uv_err_name(p->write_error)
                                      : "EPIPE");
     return 2;
+  }
+
+  /* With nothing queued, write what the pipe takes at once straight from
+   * the Lua string; only the rest is copied and queued. */
+  if (p->write_pending == 0) {
+    buf = uv_buf_init((char *)s, (unsigned)len);
+    r = uv_try_write((uv_stream_t *)&p->in, &buf, 1);
+    if (r < 0 && r != UV_EAGAIN) {
+      lua_pushnil(L);
+      lua_pushstring(L, uv_err_name(r));
+      return 2;
+    }
+    if (r > 0) {
+      s += r;
+      len -= (size_t)r;
+    }
+    if (len == 0) {
+      lua_pushinteger(L, 0);
+      lua_pushboolean(L, p->want_writable);
+      return 2;
+    }
   }
 
   w = malloc(sizeof *w + len);
