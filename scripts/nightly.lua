@@ -12,7 +12,7 @@
 -- repository (default "repokey").
 
 local borg = require "borg"
-local size, duration = borg.format.size, borg.format.duration
+local size, duration, count = borg.format.size, borg.format.duration, borg.format.count
 
 local repository = arg[1]
 local sources = table.move(arg, 2, #arg, 1, {})
@@ -40,12 +40,12 @@ end
 
 -- Back up the sources.
 local archive = repository .. "::{hostname}-{now:%Y-%m-%dT%H:%M:%S}"
-local created, run = borg.create { archive, table.unpack(sources),
-                                   json = true, compression = "lz4",
-                                   exclude_caches = true }
+local create_args = { archive, json = true, compression = "lz4", exclude_caches = true }
+table.move(sources, 1, #sources, 2, create_args)
+local created, run = borg.create(create_args)
 local stats = created.archive.stats
-step("create", string.format("%s: %d files, %s original, %s deduplicated in %s%s",
-  created.archive.name, stats.nfiles, size(stats.original_size),
+step("create", string.format("%s: %s files, %s original, %s deduplicated in %s%s",
+  created.archive.name, count(stats.nfiles), size(stats.original_size),
   size(stats.deduplicated_size), duration(run.duration),
   run.status == "warning" and string.format(" (%d warnings)", #run.warnings) or ""))
 

@@ -14,7 +14,7 @@
 -- BORG_PASSCOMMAND).
 
 local borg = require "borg"
-local size, duration = borg.format.size, borg.format.duration
+local size, duration, count = borg.format.size, borg.format.duration, borg.format.count
 
 local program, repository = arg[1], arg[2]
 local sources = table.move(arg, 3, #arg, 1, {})
@@ -43,18 +43,20 @@ if not ok then
 end
 
 -- Back up the sources.
-local created, run = api.create { repository .. "::{hostname}-{now:%Y-%m-%dT%H:%M:%S}",
-                                  table.unpack(sources), json = true, compression = "lz4" }
+local create_args = { repository .. "::{hostname}-{now:%Y-%m-%dT%H:%M:%S}",
+                      json = true, compression = "lz4" }
+table.move(sources, 1, #sources, 2, create_args)
+local created, run = api.create(create_args)
 local archive = created.archive
-step("create", string.format("%s: %d files, %s original, %s deduplicated in %s",
-  archive.name, archive.stats.nfiles, size(archive.stats.original_size),
+step("create", string.format("%s: %s files, %s original, %s deduplicated in %s",
+  archive.name, count(archive.stats.nfiles), size(archive.stats.original_size),
   size(archive.stats.deduplicated_size), duration(run.duration)))
 
 -- The archives, newest last.
 local listing = api.list { repository }
-local newest = listing.archives[#listing.archives]
+local newest = listing.archives[#listing.archives] or {}
 step("list", string.format("%d archives, the newest started %s", #listing.archives,
-  newest.start))
+  newest.start or "?"))
 
 -- Keep 7 daily, 4 weekly and 6 monthly archives.
 local pruned, prune_run = api.prune { repository, list = true, keep_daily = 7,

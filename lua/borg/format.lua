@@ -20,6 +20,16 @@ function format.size(bytes)
   return string.format("%s%.1f %s", sign, value, UNITS[unit])
 end
 
+-- Return a count as text, such as "42", or "?" for anything that is not
+-- a number (a placeholder of plan mode).
+function format.count(value)
+  if math.type(value) == "integer" or (math.type(value) == "float"
+      and value == math.floor(value) and math.abs(value) < 2^53) then
+    return string.format("%d", value)
+  end
+  return "?"
+end
+
 -- Return seconds as text, such as "4.1 s" or "2 min 5 s".
 function format.duration(seconds)
   if type(seconds) ~= "number" or seconds ~= seconds or math.abs(seconds) == math.huge then
