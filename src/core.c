@@ -60,9 +60,10 @@
 #define DEFAULT_GRACE 5.0
 /* After the first SIGINT, SIGTERM or SIGHUP of the host, borg gets this
  * long to end by itself: on SIGINT a create first writes a checkpoint,
- * and killing it then would leave its lock behind. A second signal is
- * forwarded too, so borg stops at once, and the kill follows after the
- * usual grace. A third signal kills at once. */
+ * and killing it then would leave its lock behind. Then it gets SIGTERM
+ * (unless that was the signal) and SIGKILL after the usual grace. A
+ * second signal is forwarded too, so borg stops at once, and the kill
+ * follows after the usual grace. A third signal kills at once. */
 #define INTERRUPT_GRACE 30.0
 /* How long to keep reading after the child exited while another process
  * (a grandchild in another session) still has its pipes open. */
@@ -413,6 +414,16 @@ static void on_kill_timer(uv_timer_t *t) {
 }
 
 
+/* The wait after the host's first signal is over: ask borg with SIGTERM,
+ * which it handles at once by releasing its lock, then kill it after the
+ * usual grace. */
+static void on_interrupt_timer(uv_timer_t *t) {
+  proc *p = t->data;
+  kill_group(p, SIGTERM);
+  uv_timer_start(&p->timer, on_kill_timer, timer_ms(p->grace), 0);
+}
+
+
 static void on_timeout(uv_timer_t *t) {
   proc *p = t->data;
   p->timed_out = 1;
@@ -561,7 +572,8 @@ static void on_host_signal(uv_signal_t *h, int sig) {
       if (cl->host_signals == 1 && grace < INTERRUPT_GRACE)
         grace = INTERRUPT_GRACE;
       uv_timer_stop(&p->timer);
-      uv_timer_start(&p->timer, on_kill_timer, timer_ms(grace), 0);
+      uv_timer_start(&p->timer, cl->host_signals == 1 && sig != SIGTERM
+                     ? on_interrupt_timer : on_kill_timer, timer_ms(grace), 0);
     }
   }
 }

@@ -369,10 +369,15 @@ end
 local function judge(outcome, ctx)
   local interrupted = outcome.interrupted
   if interrupted then
+    local stopped = "borg was stopped"
+    if outcome.signal == 9 then
+      stopped = "borg did not stop in time and was killed (SIGKILL); its lock,"
+        .. " if any, is removed by the next borg call on this host"
+    end
     fail({ kind = "signal", signal = interrupted,
            rc = outcome.signal == 0 and outcome.rc or nil,
-           message = string.format("interrupted by %s; borg was stopped",
-             process.signal_name(interrupted)) }, outcome, ctx)
+           message = string.format("interrupted by %s; %s",
+             process.signal_name(interrupted), stopped) }, outcome, ctx)
   end
   if outcome.timed_out then
     fail({ kind = "timeout", signal = outcome.signal ~= 0 and outcome.signal or nil,
