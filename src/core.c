@@ -414,10 +414,10 @@ static void on_kill_timer(uv_timer_t *t) {
 }
 
 
-/* The wait after the host's first signal is over: ask borg with SIGTERM,
- * which it handles at once by releasing its lock, then kill it after the
- * usual grace. */
-static void on_interrupt_timer(uv_timer_t *t) {
+/* A wait is over (after the host's first signal, or proc:stop's delay):
+ * ask borg with SIGTERM, which it handles at once by releasing its lock,
+ * then kill it after the usual grace. */
+static void on_term_timer(uv_timer_t *t) {
   proc *p = t->data;
   kill_group(p, SIGTERM);
   uv_timer_start(&p->timer, on_kill_timer, timer_ms(p->grace), 0);
@@ -573,7 +573,7 @@ static void on_host_signal(uv_signal_t *h, int sig) {
         grace = INTERRUPT_GRACE;
       uv_timer_stop(&p->timer);
       uv_timer_start(&p->timer, cl->host_signals == 1 && sig != SIGTERM
-                     ? on_interrupt_timer : on_kill_timer, timer_ms(grace), 0);
+                     ? on_term_timer : on_kill_timer, timer_ms(grace), 0);
     }
   }
 }
@@ -1383,6 +1383,21 @@ static int proc_kill(lua_State *L) {
 }
 
 
+/* proc:stop(delay): give the child delay seconds to end by itself, then
+ * SIGTERM its process group, and SIGKILL after the grace period. */
+static int proc_stop(lua_State *L) {
+  proc *p = check_proc(L);
+  double delay = luaL_checknumber(L, 2);
+  if (!p->exited && p->timer_open && !p->killed) {
+    p->killed = 1;
+    uv_update_time(&p->cl->loop);
+    uv_timer_stop(&p->timer);
+    uv_timer_start(&p->timer, on_term_timer, timer_ms(delay), 0);
+  }
+  return 0;
+}
+
+
 /* proc:warm() -> true when a warm server started the process; else false
  * and, when warm mode was asked for and could not be used, the reason. */
 static int proc_warm(lua_State *L) {
@@ -1608,6 +1623,7 @@ static const luaL_Reg proc_methods[] = {
   {"pid", proc_pid},
   {"read", proc_read},
   {"warm", proc_warm},
+  {"stop", proc_stop},
   {"write", proc_write},
   {NULL, NULL}
 };

@@ -92,6 +92,23 @@ describe("borg.iter", function()
     assert.are.equal(0, run.rc)
   end)
 
+  it("break near the end leaves no stale lock", function()
+    -- A short listing: borg has written every line and may be releasing
+    -- its lock when the loop breaks, and a signal then would leave a
+    -- stale entry that the next call removes with a warning.
+    local tiny = dir .. "/tiny"
+    os.execute("mkdir -p " .. helpers.quote(tiny))
+    helpers.write(tiny .. "/only", "x\n")
+    api.create { repo .. "::tiny", tiny }
+    for _ = 1, 8 do
+      for _ in api.iter.list { repo .. "::tiny" } do
+        break
+      end
+      local _, run = api.list { repo, last = 1 }
+      assert.are.same({}, run.warnings)
+    end
+  end)
+
   it("an error in the loop stops borg and reaps it", function()
     create_many()
     local pid

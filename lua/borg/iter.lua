@@ -60,10 +60,13 @@ local Iteration = {}
 Iteration.__index = Iteration
 Iteration.__name = "borg.iteration"
 
+-- Seconds that borg gets to end by itself when a loop is left early.
+local BREAK_WAIT = 0.2
+
 -- Stop borg unless it has ended, and wait until it is reaped.
 function Iteration:close()
   if self.handle then
-    process.abort(self.handle)
+    process.abort(self.handle, BREAK_WAIT)
   end
   self:release()
 end

@@ -354,13 +354,20 @@ end
 
 -- Stop the handle's process and wait until it is reaped, so that borg
 -- releases the repository lock. Does nothing once the process has ended.
-function process.abort(handle)
+-- With delay (seconds), borg gets that long to end by itself before it
+-- gets SIGTERM: a borg that has already written everything may be
+-- releasing its lock, and a signal then can leave a stale lock entry.
+function process.abort(handle, delay)
   process.release_held(handle.state)
   if handle.done then
     return
   end
   handle.source = nil
-  handle.proc:kill()
+  if delay then
+    handle.proc:stop(delay)
+  else
+    handle.proc:kill()
+  end
   local kind, data, extra, timed_out
   repeat
     kind, data, extra, timed_out = process.wait(handle.proc)
