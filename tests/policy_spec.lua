@@ -176,6 +176,37 @@ describe("plan mode", function()
     assert.are.same({}, api.list { repo }.archives)
     assert.has_error(function() borg.dry_run = "yes" end)
   end)
+
+  it("keeps borg.dry_run from running commands without --dry-run", function()
+    local repo = dir .. "/repo"
+    local src = helpers.source_tree(dir)
+    local script = dir .. "/dry.lua"
+    helpers.write(script, string.format([[
+      local repo, src = %q, %q
+      borg.init { repo, encryption = "none" }
+      borg.create { repo .. "::a", src }
+      borg.dry_run = true
+      local created = borg.create { repo .. "::b", src, json = true }
+      print("create", created.archive.name)
+      borg.rename { repo .. "::a", "renamed" }
+      borg.compact { repo }
+      borg.init { repo .. "2", encryption = "none" }
+      borg.check { repo, repair = true }
+      local names = {}
+      for _, archive in ipairs(borg.list { repo }.archives) do
+        names[#names + 1] = archive.name
+      end
+      print("archives", table.concat(names, " "))
+    ]], repo, src))
+    local out, err, status = borglua(dir, quote(script))
+    assert.are.equal(0, status, err)
+    assert.are.equal("create\t<planned create.archive.name>\narchives\ta\n", out)
+    for _, command in ipairs { "rename", "compact", "init", "check" } do
+      assert.truthy(err:find("borglua: borg " .. command .. ": not run, because borg.dry_run"
+        .. " is on and " .. command .. " has no --dry-run:\nborg " .. command, 1, true), err)
+    end
+    assert.is_nil(io.open(repo .. "2/config"))
+  end)
 end)
 
 describe("the run lock", function()

@@ -470,6 +470,30 @@ function call.result(ctx, outcome, steps, duration)
   return borg2.normalize(ctx.command, ctx.plan, raw), info
 end
 
+-- Commands that change a repository (or run a command while holding its
+-- lock) and have no --dry-run of their own: with borg.dry_run they do not
+-- run at all. check and config change a repository only with some options.
+local CHANGES_WITHOUT_DRY_RUN = {
+  benchmark_crud = true, break_lock = true, compact = true, import_tar = true,
+  init = true, key_change_location = true, key_change_passphrase = true,
+  key_import = true, key_migrate_to_repokey = true, rcompress = true,
+  rename = true, with_lock = true,
+}
+
+-- Return true when borg.dry_run keeps the call of ctx from running.
+function call.skipped_by_dry_run(ctx)
+  if not call.settings.dry_run or ctx.merged.dry_run then
+    return false
+  end
+  local command, merged = ctx.command, ctx.merged
+  if command == "check" then
+    return merged.repair == true
+  elseif command == "config" then
+    return merged[3] ~= nil or merged.delete == true
+  end
+  return CHANGES_WITHOUT_DRY_RUN[command] == true
+end
+
 -- Print what ctx would run (each argv of a plan with steps) and return
 -- the placeholders of plan mode.
 local function planned(ctx)
@@ -480,13 +504,19 @@ local function planned(ctx)
       notes[#notes + 1] = string.format("fd %d: the passphrase (%s)", fd, env.MASK)
     end
     local described = plan.describe {
-      argv = argv, cwd = ctx.run.cwd,
-      changes = plan.env_changes(env.host(), ctx.env), notes = notes,
+      argv = argv, cwd = ctx.run.cwd, notes = notes,
+      changes = call.settings.planning and plan.env_changes(env.host(), ctx.env) or {},
     }
     table.move(described, 1, #described, #lines + 1, lines)
   end
-  io.stdout:write(table.concat(lines, "\n"), "\n")
-  io.stdout:flush()
+  if call.settings.planning then
+    io.stdout:write(table.concat(lines, "\n"), "\n")
+    io.stdout:flush()
+  else
+    io.stderr:write(string.format("borglua: borg %s: not run, because borg.dry_run"
+      .. " is on and %s has no --dry-run:\n", ctx.command, ctx.command),
+      table.concat(lines, "\n"), "\n")
+  end
   return plan.placeholder(ctx.command), {
     argv = ctx.argv, command = ctx.command, rc = 0, status = "planned",
     warnings = {}, log = {}, duration = 0, planned = true,
@@ -517,7 +547,7 @@ end
 local function run_call(inst, command, args, run, report)
   local ctx = call.prepare(inst, command, args, run)
   report.ctx = ctx
-  if call.settings.planning then
+  if call.settings.planning or call.skipped_by_dry_run(ctx) then
     return planned(ctx)
   end
   if ctx.definition.start then
@@ -537,7 +567,13 @@ local function run_call(inst, command, args, run, report)
     steps[i] = outcome
     duration = duration + outcome.duration
   end
-  return call.result(ctx, outcome, steps, duration)
+  local result, info = call.result(ctx, outcome, steps, duration)
+  if result == nil and command == "create" and call.settings.dry_run
+      and ctx.merged.dry_run then
+    -- borg writes no document for an archive it did not make.
+    result = plan.placeholder(command)
+  end
+  return result, info
 end
 
 -- Add fn to the observers called after each call. It receives a table

@@ -137,7 +137,7 @@ local function start(inst, command, args, run)
     check_archive(command, args)
   end
   local ctx = call.prepare(inst, command, args, run, source)
-  if call.settings.planning then
+  if call.settings.planning or call.skipped_by_dry_run(ctx) then
     -- Plan mode prints the command and iterates over nothing.
     call.planned(ctx)
     return function() return nil end, nil, nil, nil
