@@ -244,6 +244,23 @@ describe("the run lock", function()
     error("the holder did not start")
   end
 
+  it("reports 143 as the exit status after SIGTERM", function()
+    helpers.write(dir .. "/term.lua", string.format([[
+      local policy = require "borg.policy"
+      local api = borg.new { borg = %q, env = { HANG_BORG_PID = %q } }
+      policy.run({ name = "spec", report = %q }, function(p)
+        p:step("check", function() return api.check { "/r" } end)
+      end)
+    ]], helpers.top .. "/tests/bin/hang-borg", dir .. "/borg.pid", dir .. "/term.json"))
+    local output = helpers.shell("cd " .. quote(dir) .. " && (" .. quote(helpers.borglua)
+      .. " term.lua 2>/dev/null & host=$!; for i in $(seq 100); do [ -s borg.pid ] &&"
+      .. " break; sleep 0.1; done; kill -TERM $host; wait $host; echo \"status $?\")")
+    assert.are.equal("status 143\n", output)
+    local status = json.decode(helpers.read(dir .. "/term.json"))
+    assert.are.equal(143, status.exit_status)
+    assert.are.equal("failed", status.status)
+  end)
+
   it("refuses an overlapping run with a clear message", function()
     start_holder(3)
     local ok, err = pcall(policy.run, { name = "nightly", lock = dir .. "/lock" },

@@ -58,7 +58,13 @@ describe("usage errors", function()
     { "a hole in the positionals", function() api.create { "/r::a", nil, "/x" } end,
       "create", "positional argument 2 is missing (nil in the middle of the argument list)" },
     { "a table as a positional", function() api.create { "/r::a", {} } end,
-      "create", "positional argument 2 must be a string or an integer, got table" },
+      "create", "positional argument 2 is a table; run options go in a second table"
+        .. " after the arguments, as in borg.create({ ... }, { timeout = 60 })" },
+    { "a boolean as a positional", function() api.create { "/r::a", true } end,
+      "create", "positional argument 2 must be a string or an integer, got boolean true" },
+    { "a run option among the arguments", function() api.create { "/r::a", timeout = 9 } end,
+      "create", "'timeout' is a run option: give it in a second table after the"
+        .. " arguments, as in borg.create({ ... }, { timeout = ... })" },
     { "a missing positional", function() api.rename { "/r::a" } end,
       "rename", "the positional argument 'name' is missing (borg rename needs at least 2)" },
     { "a missing archive", function() api.create {} end,

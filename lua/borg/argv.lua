@@ -11,6 +11,15 @@ local errors = require "borg.errors"
 
 local argv = {}
 
+-- Keys of a call's second table (how to run the command), which belong
+-- there and not among borg's options.
+argv.RUN_KEYS = { "confirm", "cwd", "env", "on_file", "on_log", "on_progress",
+                  "on_prompt", "stdin", "stdout", "timeout" }
+local IS_RUN_KEY = {}
+for _, name in ipairs(argv.RUN_KEYS) do
+  IS_RUN_KEY[name] = true
+end
+
 local describe = errors.describe
 
 -- Return value as argument text, or nil when it is not a string or an
@@ -73,7 +82,11 @@ local function positionals(command, args)
         .. " the argument list)", i)
     end
     local text = scalar_text(value)
-    if text == nil then
+    if text == nil and type(value) == "table" then
+      errors.usage(command, "positional argument %d is a table; run options go in a"
+        .. " second table after the arguments, as in borg.%s({ ... }, { timeout = 60 })",
+        i, command)
+    elseif text == nil then
       errors.usage(command, "positional argument %d must be a string or an integer,"
         .. " got %s", i, describe(value))
     end
@@ -100,6 +113,10 @@ local function option_names(spec)
 end
 
 local function unknown_option(command, spec, name)
+  if IS_RUN_KEY[name] then
+    errors.usage(command, "'%s' is a run option: give it in a second table after"
+      .. " the arguments, as in borg.%s({ ... }, { %s = ... })", name, command, name)
+  end
   local names = option_names(spec)
   local guess = errors.nearest(name, names)
   if guess then

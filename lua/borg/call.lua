@@ -4,6 +4,7 @@
 -- Raises a "usage" error before borg starts when the call is wrong, and an
 -- error object of another kind when borg fails (see borg.errors).
 
+local argv = require "borg.argv"
 local borg2 = require "borg.borg2"
 local commands = require "borg.commands"
 local env = require "borg.env"
@@ -27,8 +28,7 @@ local LIBRARY_KEYS = { log_level = true, log_json = true }
 call.LIBRARY_KEYS = LIBRARY_KEYS
 
 -- Keys of the second table (how to run the command).
-local RUN_KEYS = { "confirm", "cwd", "env", "on_file", "on_log", "on_progress",
-                   "on_prompt", "stdin", "stdout", "timeout" }
+local RUN_KEYS = argv.RUN_KEYS
 call.RUN_KEYS = RUN_KEYS
 local IS_RUN_KEY = {}
 for _, name in ipairs(RUN_KEYS) do

@@ -19,7 +19,10 @@ function Error.__tostring(err)
   if err.where then
     parts[#parts + 1] = err.where .. ": "
   end
-  parts[#parts + 1] = err.command and ("borg " .. err.command .. ": ") or "borg: "
+  -- A policy's own errors name the policy in their message.
+  if err.command ~= "policy" then
+    parts[#parts + 1] = err.command and ("borg " .. err.command .. ": ") or "borg: "
+  end
   parts[#parts + 1] = err.message or "failed"
   local detail = {}
   if err.msgid then

@@ -320,10 +320,13 @@ local function summarize(p, ok, err, finished)
   elseif p.warned then
     status = "warning"
   end
+  -- The program's own exit status: 128+N after a signal (DESIGN 5).
+  local interrupted = core.interrupted()
   local summary = {
     policy = p.name, started = p.started, finished = finished,
     duration = core.now() - p.clock, status = status,
-    exit_status = status == "failed" and 2 or status == "warning" and 1 or 0,
+    exit_status = interrupted and 128 + interrupted
+      or status == "failed" and 2 or status == "warning" and 1 or 0,
     error = not ok and message_of(err) or nil,
     steps = {}, backups = {},
   }
@@ -420,7 +423,8 @@ function policy.run(config, body)
     say(p, "%s", message_of(after_err))
     if ok then
       ok, err = false, after_err
-      summary.status, summary.exit_status = "failed", 2
+      summary.status = "failed"
+      summary.exit_status = core.interrupted() and summary.exit_status or 2
       summary.error = message_of(after_err)
     end
   end
