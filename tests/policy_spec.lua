@@ -484,6 +484,26 @@ describe("retries", function()
     helpers.rmdir(dir)
   end)
 
+  it("says on stderr when it tries again", function()
+    helpers.write(dir .. "/retry.lua", [[
+      local errors = require "borg.errors"
+      local calls = 0
+      print(require("borg.retry").call(function()
+        calls = calls + 1
+        if calls == 1 then
+          error(errors.new { kind = "borg", command = "list", rc = 2,
+                             msgid = "LockTimeout", message = "the lock is held" }, 0)
+        end
+        return "done"
+      end, { attempts = 2, delay = 0.01 }))
+    ]])
+    local out, err, status = borglua(dir, quote(dir .. "/retry.lua"))
+    assert.are.equal(0, status, err)
+    assert.are.equal("done\n", out)
+    assert.truthy(err:find("borglua: borg list: the lock is held (LockTimeout, rc 2)", 1, true), err)
+    assert.truthy(err:find("attempt 1 of 2 failed, trying again in 0.01 s\n", 1, true), err)
+  end)
+
   it("retries a lock timeout until the lock is free", function()
     -- Another borg holds the repository's lock for about 2 seconds.
     os.execute("env " .. env_words(dir) .. " borg with-lock " .. quote(repo)

@@ -81,6 +81,9 @@ function retry.call(fn, options, ...)
     end
     if options.on_retry then
       options.on_retry(err, attempt, wait)
+    else
+      io.stderr:write(string.format("borglua: %s; attempt %d of %d failed, trying"
+        .. " again in %g s\n", tostring(err), attempt, options.attempts, wait))
     end
     sys.sleep(wait)
     wait = math.min(wait * options.backoff, options.max_delay)
