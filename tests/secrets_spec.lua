@@ -206,6 +206,23 @@ describe("passphrase", function()
     assert.is_nil(entry_starting(environ, "BORG_PASSPHRASE_FD="))
   end)
 
+  it("keeps a failing passcommand's arguments out of errors and log lines", function()
+    local failing = helpers.instance(dir, { log_level = "info",
+      env = { BORG_PASSCOMMAND = "false WRONGPASS-7" } })
+    local err = call_error(failing.list, { repo })
+    assert.are.equal("PasscommandFailure", err.msgid)
+    assert.truthy(err.message:find("'false', '" .. env.MASK .. "'", 1, true), err.message)
+    assert.is_nil(tostring(err):find("WRONGPASS", 1, true), tostring(err))
+    assert.is_nil(err.stderr:find("WRONGPASS", 1, true), err.stderr)
+    -- The same call from a borglua program: what it prints on stderr.
+    local output = helpers.shell("cd " .. helpers.quote(dir) .. " && env -u BORG_PASSPHRASE"
+      .. " BORG_BASE_DIR=" .. helpers.quote(dir .. "/base")
+      .. " BORG_PASSCOMMAND='false WRONGPASS-7' " .. helpers.quote(helpers.borglua) .. " -e "
+      .. helpers.quote("borg.list{ 'repo', log_level = 'debug' }") .. " 2>&1")
+    assert.truthy(output:find("PasscommandFailure", 1, true), output)
+    assert.is_nil(output:find("WRONGPASS", 1, true), output)
+  end)
+
   it("is rejected when borg would change it", function()
     local bad = helpers.instance(dir, { passphrase = "two\nlines" })
     local err = call_error(bad.list, { repo })

@@ -219,16 +219,17 @@ end
 
 -- Print one of borg's log records on the host's stderr, as a JSON line
 -- when as_json is true.
-local function printer(command, as_json, level)
+local function printer(command, as_json, level, secrets)
   return function(record)
     if (level == "critical" and record.levelname ~= "CRITICAL")
         or (level == "error" and record.levelname == "WARNING") then
       return
     end
     if as_json then
-      io.stderr:write(json.encode(record), "\n")
+      io.stderr:write(env.mask_text(json.encode(record), secrets), "\n")
     else
-      local message = tostring(record.message):gsub("^%s+", ""):gsub("%s+$", "")
+      local message = env.mask_text(tostring(record.message), secrets)
+        :gsub("^%s+", ""):gsub("%s+$", "")
       io.stderr:write(string.format("borg %s: %s: %s\n", command,
         tostring(record.levelname or "info"):lower(), message))
     end
@@ -276,9 +277,10 @@ function call.job(ctx, emit, on_list)
     on_file = run.on_file,
     on_progress = run.on_progress,
     print_log = not plan.quiet
-      and printer(ctx.command, ctx.merged.log_json == true, ctx.log_level)
+      and printer(ctx.command, ctx.merged.log_json == true, ctx.log_level, ctx.secrets)
       or nil,
     echo_text = plan.echo_text,
+    secrets = ctx.secrets,
     capture_files = plan.capture_files,
     capture_list = plan.capture_list,
     capture_stats = plan.capture_stats,

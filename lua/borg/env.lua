@@ -477,6 +477,16 @@ function env.child(inst, command, call_env)
     route_key_change(child, command, source, new)
   elseif source and source.name == "BORG_PASSCOMMAND" then
     vars.BORG_PASSCOMMAND = source.value
+    -- borg quotes the command's words when the command fails, and its
+    -- arguments may hold a secret; the program name stays readable.
+    child.secrets[#child.secrets + 1] = source.value
+    local first = true
+    for word in tostring(source.value):gmatch("%S+") do
+      if not first then
+        child.secrets[#child.secrets + 1] = word
+      end
+      first = false
+    end
   elseif source then
     check_passphrase(command, "passphrase", source.value)
     child.fds = { [env.PASSPHRASE_FD] = source.value }

@@ -9,6 +9,7 @@
 -- is reported in the returned outcome for the caller to judge.
 
 local core = require "borg.core"
+local env = require "borg.env"
 local errors = require "borg.errors"
 local json = require "borg.json"
 local scheduler = require "borg.scheduler"
@@ -155,7 +156,7 @@ local function handle_stderr(job, state, line)
   elseif line:find("%S") then
     push_bounded(state.stderr, line, STDERR_TAIL)
     if job.echo_text then
-      io.stderr:write(line, "\n")
+      io.stderr:write(env.mask_text(line, job.secrets), "\n")
     end
   end
 end
@@ -306,7 +307,8 @@ end
 -- ("inherit": borg gets the host's own stdin, stdout and stderr),
 -- max_stdout (bytes of a whole stdout kept), stdout ("whole", "lines",
 -- "chunks" or "null"), echo_text (print stderr lines that are not
--- records on the host's stderr), fds, on_line, on_chunk, on_log, on_file,
+-- records on the host's stderr), secrets (values masked in what the host
+-- prints), fds, on_line, on_chunk, on_log, on_file,
 -- on_progress, print_log, capture_files, capture_list, capture_stats,
 -- on_list (receives each file status record and each line of borg's list
 -- output instead of the captures), on_exit (called once borg is reaped),
