@@ -82,6 +82,8 @@ describe("borg failures on a real repository", function()
     assert_borg_error(err, "list", "PassphraseWrong")
     assert.truthy(err.message:find("is incorrect", 1, true), err.message)
     assert.falsy(tostring(err):find("wrong", 1, true))
+    assert.are.equal("The passphrase came from BORG_PASSPHRASE in the call's env. "
+      .. borg.errors.HINTS.PassphraseWrong, err.hint)
     assert.is_false(borg.retryable(err))
   end)
 

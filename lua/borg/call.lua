@@ -213,6 +213,7 @@ function call.prepare(inst, command, args, run, iterate)
   prompt.check(command, run, child.stdin ~= nil)
   ctx.env = env.list(child.vars)
   ctx.fds, ctx.stdin, ctx.secrets = child.fds, child.stdin, child.secrets
+  ctx.passphrase_origin = child.passphrase_origin
   ctx.new_passphrase = child.new_passphrase
   return ctx
 end
@@ -416,7 +417,11 @@ local function judge(outcome, ctx)
   elseif severity == "warning" then
     message = message or "check found problems in the repository"
   end
-  fail({ kind = kind, rc = rc, msgid = msgid, hint = msgid and errors.HINTS[msgid],
+  local hint = msgid and errors.HINTS[msgid]
+  if msgid == "PassphraseWrong" and ctx.passphrase_origin then
+    hint = "The passphrase came from " .. ctx.passphrase_origin .. ". " .. hint
+  end
+  fail({ kind = kind, rc = rc, msgid = msgid, hint = hint,
          message = message or string.format("borg exited with status %d", rc) },
        outcome, ctx, used)
 end

@@ -334,14 +334,15 @@ end
 
 -- Return the passphrase source a layer of variables chooses, as
 -- { name = VARIABLE, value = string }, or nil when it names none.
-local function layer_source(layer, passphrase)
+local function layer_source(layer, passphrase, label)
   if passphrase ~= nil then
-    return { name = "BORG_PASSPHRASE", value = passphrase }
+    return { name = "BORG_PASSPHRASE", value = passphrase,
+             origin = "the instance's passphrase setting" }
   end
   for _, name in ipairs(PASSPHRASE_NAMES) do
     local value = layer[name]
     if value ~= nil and value ~= false then
-      return { name = name, value = stringify(value) }
+      return { name = name, value = stringify(value), origin = name .. " in " .. label }
     end
   end
   return nil
@@ -352,7 +353,7 @@ end
 local function choose_source(layers)
   local source
   for _, layer in ipairs(layers) do
-    local chosen = layer_source(layer.vars, layer.passphrase)
+    local chosen = layer_source(layer.vars, layer.passphrase, layer.label)
     if chosen then
       source = chosen
     elseif source and layer.vars[source.name] == false then
@@ -439,14 +440,15 @@ end
 -- Build the environment of one child for command. call_env is the
 -- call's checked `env`. Returns { vars = { NAME = value }, fds =
 -- { [n] = data } or nil, stdin = string or nil, secrets = { values },
--- new_passphrase = boolean }. vars never contains a passphrase.
+-- new_passphrase = boolean, passphrase_origin = text naming where the
+-- passphrase came from, or nil }. vars never contains a passphrase.
 function env.child(inst, command, call_env)
   local state = state_of(inst)
   local layers = {
-    { vars = env.host() },
-    { vars = inst.env, passphrase = state.passphrase },
-    { vars = state.overlay },
-    { vars = call_env },
+    { vars = env.host(), label = "the host's environment" },
+    { vars = inst.env, passphrase = state.passphrase, label = "the instance's env" },
+    { vars = state.overlay, label = "what set_environ set" },
+    { vars = call_env, label = "the call's env" },
   }
   local vars = env.host()
   for i = 2, #layers do
@@ -459,7 +461,8 @@ function env.child(inst, command, call_env)
   end
   vars.BORG_NEW_PASSPHRASE = nil
 
-  local child = { vars = vars, secrets = {}, new_passphrase = new ~= nil }
+  local child = { vars = vars, secrets = {}, new_passphrase = new ~= nil,
+                  passphrase_origin = source and source.origin }
   if source and source.name == "BORG_PASSPHRASE_FD" then
     source = { name = "BORG_PASSPHRASE", value = read_host_fd(command, source.value) }
   end
