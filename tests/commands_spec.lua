@@ -335,6 +335,19 @@ describe("failures", function()
     assert.are.equal(2, err.rc)
     assert.are.equal("borg rejected the arguments: argument -C/--compression: invalid"
       .. " CompressionSpec value: '3'", err.message)
+    -- It points at the caller's line, as the library's own usage errors do.
+    assert.matches("commands_spec%.lua:%d+$", err.where)
+  end)
+
+  it("names the fix when the archive is not the first positional", function()
+    local repo = dir .. "/repo"
+    local src = helpers.source_tree(dir)
+    api.init { repo, encryption = "none" }
+    local ok, err = pcall(api.create, { src, repo .. "::a" })
+    assert.is_false(ok)
+    assert.are.equal("usage", err.kind)
+    assert.truthy(err.message:find("No archive specified; the archive goes first, as"
+      .. " REPOSITORY::ARCHIVE", 1, true), err.message)
   end)
 
   it("a borg crash names the exception", function()

@@ -411,9 +411,14 @@ local function judge(outcome, ctx)
     msgid = "PassphraseWrong"
     message = "the current passphrase is wrong"
   end
+  local where
   if parser_error then
     kind = "usage"
     message = "borg rejected the arguments: " .. message
+    where = errors.caller_position()
+    if message:find("No archive specified", 1, true) then
+      message = message .. "; the archive goes first, as REPOSITORY::ARCHIVE"
+    end
   elseif severity == "warning" then
     message = message or "check found problems in the repository"
   end
@@ -421,7 +426,7 @@ local function judge(outcome, ctx)
   if msgid == "PassphraseWrong" and ctx.passphrase_origin then
     hint = "The passphrase came from " .. ctx.passphrase_origin .. ". " .. hint
   end
-  fail({ kind = kind, rc = rc, msgid = msgid, hint = hint,
+  fail({ kind = kind, rc = rc, msgid = msgid, hint = hint, where = where,
          message = message or string.format("borg exited with status %d", rc) },
        outcome, ctx, used)
 end
