@@ -75,6 +75,9 @@ describe("borg.iter", function()
     create_many()
     local next_item, state, control, closing = api.iter.list { repo .. "::many" }
     local pid = closing.pid
+    -- The prompt shows it by its text, not by the call's fields.
+    assert.are.equal("<borg.iteration: borg list, pid " .. pid .. ">",
+      require("borg.repl").show(closing))
     local count = 0
     for _ in next_item, state, control, closing do
       count = count + 1

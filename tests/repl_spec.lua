@@ -2,6 +2,7 @@
 -- completion, then the real program driven through a terminal in tmux.
 
 local helpers = require "helpers"
+local env = require "borg.env"
 local repl = require "borg.repl"
 local errors = require "borg.errors"
 
@@ -66,6 +67,16 @@ describe("repl.show", function()
       .. ' rc 2). Check the path { command = "list", kind = "borg",'
       .. ' msgid = "Repository.DoesNotExist", rc = 2 }', repl.show(err))
     assert.are.equal("error: " .. repl.show(err), repl.show_error(err))
+  end)
+
+  it("shows objects with their own text and masks env entries", function()
+    local object = setmetatable({ fds = { [20] = "pass-word-1" } },
+      { __tostring = function() return "<object>" end })
+    assert.are.equal("<object>", repl.show(object))
+    assert.are.equal('{ "BORG_PASSPHRASE=' .. env.MASK .. '", "BORG_REPO=/r" }',
+      repl.show({ "BORG_PASSPHRASE=pass-word-1", "BORG_REPO=/r" }))
+    local failing = setmetatable({}, { __tostring = function() error("no text") end })
+    assert.are.equal("{ [<table>] = 1 }", repl.show({ [failing] = 1 }))
   end)
 
   it("marks a cycle instead of looping", function()

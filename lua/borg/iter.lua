@@ -60,6 +60,11 @@ local Iteration = {}
 Iteration.__index = Iteration
 Iteration.__name = "borg.iteration"
 
+Iteration.__tostring = function(self)
+  return string.format("<borg.iteration: borg %s, pid %s%s>", self.ctx.command,
+    tostring(self.pid), self.run and ", finished" or "")
+end
+
 -- Seconds that borg gets to end by itself when a loop is left early.
 local BREAK_WAIT = 0.2
 

@@ -96,7 +96,7 @@ Handle.__gc = function(self)
 end
 
 Handle.__tostring = function(self)
-  return string.format("borg mount %s (pid %d%s)", self.mountpoint, self.pid,
+  return string.format("borg mount %s (pid %s%s)", tostring(self.mountpoint), tostring(self.pid),
     self.reaped and ", unmounted" or "")
 end
 

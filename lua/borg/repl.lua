@@ -55,6 +55,12 @@ local function is_identifier(key)
     and not IS_KEYWORD[key]
 end
 
+-- Return tostring(value), or "<type>" when its __tostring fails.
+local function safe_text(value)
+  local ok, text = pcall(tostring, value)
+  return ok and type(text) == "string" and text or ("<" .. type(value) .. ">")
+end
+
 -- Order keys: numbers first, then strings, then the rest by their text.
 local TYPE_RANK = { number = 1, string = 2, boolean = 3 }
 
@@ -66,7 +72,7 @@ local function key_before(a, b)
   if ra <= 2 then
     return a < b
   end
-  return tostring(a) < tostring(b)
+  return safe_text(a) < safe_text(b)
 end
 
 local function show_key(key)
@@ -75,13 +81,23 @@ local function show_key(key)
   elseif type(key) == "string" then
     return "[" .. quote(key) .. "]"
   end
-  return "[" .. tostring(key) .. "]"
+  return "[" .. safe_text(key) .. "]"
 end
 
 -- Return the text of an error object's __tostring, or nil when it fails.
 local function error_message(value)
   local ok, text = pcall(tostring, value)
   return ok and text or nil
+end
+
+-- Return value as text when it is a "NAME=value" entry of an environment
+-- list whose NAME is secret, with the value masked; nil otherwise.
+local function masked_entry(value)
+  local name = type(value) == "string" and value:match("^([%w_]+)=")
+  if name and env.is_secret(name) then
+    return quote(name .. "=" .. env.MASK)
+  end
+  return nil
 end
 
 local show_value
@@ -110,7 +126,8 @@ local function table_items(t, depth, seen, skip)
   local items = {}
   local shown = math.min(n, repl.settings.max_items)
   for i = 1, shown do
-    items[#items + 1] = show_value(rawget(t, i), depth + 1, seen)
+    local value = rawget(t, i)
+    items[#items + 1] = masked_entry(value) or show_value(value, depth + 1, seen)
   end
   if shown < n then
     items[#items + 1] = string.format("... %d more items (%d in all)", n - shown, n)
@@ -157,7 +174,17 @@ local function show_table(t, depth, seen)
   end
   seen[t] = true
   local text
-  if errors.is(t) then
+  local mt = debug.getmetatable(t)
+  local own_text
+  if not errors.is(t) and type(mt) == "table" and rawget(mt, "__tostring") then
+    -- An object of its own kind (a mount handle, an iteration) shows as
+    -- its text, not its fields, which hold the call's passphrase.
+    local ok, result = pcall(tostring, t)
+    own_text = ok and type(result) == "string" and result or nil
+  end
+  if own_text then
+    text = own_text
+  elseif errors.is(t) then
     -- An error object: its message, then its other fields.
     local message = error_message(t) or tostring(rawget(t, "message"))
     text = message .. " " .. join_items(table_items(t, depth, seen,
