@@ -145,6 +145,7 @@ struct core_loop {
   struct sigaction saved_pipe; /* SIGPIPE before the first of them */
   int interrupted;
   int host_signals; /* how many arrived since the last forget_interrupt */
+  int dropping_signals; /* forget_interrupt drops queued signals */
   int closed;
   warm_pool *warm;             /* warm borg servers, made on first use */
   int shim_fd;        /* borglua-exec in memory, or -1 */
@@ -556,6 +557,8 @@ static void on_host_signal(uv_signal_t *h, int sig) {
   core_loop *cl = h->data;
   proc *p;
   double grace;
+  if (cl->dropping_signals)
+    return;
   if (!cl->interrupted)
     cl->interrupted = sig;
   cl->host_signals++;
@@ -599,15 +602,12 @@ static void start_signals(core_loop *cl) {
 }
 
 
-/* Give the signals back to the host once no child runs. A signal caught
- * just before the last child exited is still waiting in libuv's queue,
- * so the loop runs once first to deliver it rather than drop it. */
-static void stop_signals(core_loop *cl) {
+/* Run the loop once without waiting, so that signals in libuv's queue
+ * reach on_host_signal. The watchers are unreferenced, and uv_run returns
+ * at once from a loop with no referenced handle, so they are referenced
+ * for this one run. */
+static void deliver_queued(core_loop *cl) {
   int i;
-  if (!cl->signals_on || cl->nlive > 0)
-    return;
-  /* The watchers are unreferenced, and uv_run returns at once from a loop
-   * with no referenced handle, so they are referenced for this one run. */
   for (i = 0; i < NFORWARDED; i++)
     if (cl->watching[i])
       uv_ref((uv_handle_t *)&cl->watchers[i]);
@@ -615,6 +615,17 @@ static void stop_signals(core_loop *cl) {
   for (i = 0; i < NFORWARDED; i++)
     if (cl->watching[i])
       uv_unref((uv_handle_t *)&cl->watchers[i]);
+}
+
+
+/* Give the signals back to the host once no child runs. A signal caught
+ * just before the last child exited is still waiting in libuv's queue,
+ * so the loop runs once first to deliver it rather than drop it. */
+static void stop_signals(core_loop *cl) {
+  int i;
+  if (!cl->signals_on || cl->nlive > 0)
+    return;
+  deliver_queued(cl);
   if (cl->nlive > 0)
     return;
   for (i = 0; i < NFORWARDED; i++) {
@@ -1469,6 +1480,13 @@ static int core_interrupted(lua_State *L) {
  * stops the borg call of one chunk, not every later one. */
 static int core_forget_interrupt(lua_State *L) {
   core_loop *cl = get_loop(L);
+  /* A signal caught while a child ran (a mount lives on) and not yet
+   * handled belongs to the chunk that is over: drop it, unforwarded. */
+  if (cl->signals_on) {
+    cl->dropping_signals = 1;
+    deliver_queued(cl);
+    cl->dropping_signals = 0;
+  }
   cl->interrupted = 0;
   cl->host_signals = 0;
   return 0;

@@ -253,13 +253,46 @@ static int incomplete(lua_State *L) {
 }
 
 
+/* The state whose chunk Ctrl-C stops. A signal handler can reach it
+ * only through a variable of the file, as lua.c does. */
+static lua_State *running_chunk = NULL;
+
+
+/* Raise "interrupted!" in the running chunk, at its next instruction. */
+static void stop_chunk(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+
+/* Ctrl-C while a chunk runs Lua code: stop the chunk, not the prompt.
+ * (During a borg call the core catches SIGINT itself and stops borg.) */
+static void on_chunk_interrupt(int sig) {
+  (void)sig;
+  if (running_chunk != NULL)
+    lua_sethook(running_chunk, stop_chunk,
+                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+
 /* Run the function on top of the stack and show its results or error. */
 static void run(session *s) {
   lua_State *L = s->L;
   int base = lua_gettop(L), status, n;
+  struct sigaction on_int, saved;
   lua_pushcfunction(L, message_handler);
   lua_insert(L, base);
+  memset(&on_int, 0, sizeof on_int);
+  on_int.sa_handler = on_chunk_interrupt;
+  sigemptyset(&on_int.sa_mask);
+  on_int.sa_flags = SA_RESTART;
+  running_chunk = L;
+  sigaction(SIGINT, &on_int, &saved);
   status = lua_pcall(L, 0, LUA_MULTRET, base);
+  sigaction(SIGINT, &saved, NULL);
+  running_chunk = NULL;
+  lua_sethook(L, NULL, 0, 0);
   lua_remove(L, base);
   n = lua_gettop(L) - base + 1;
   if (status != LUA_OK) {

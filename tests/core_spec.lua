@@ -286,6 +286,30 @@ describe("core.spawn", function()
     until kind == "exit"
   end)
 
+  it("forget_interrupt drops a signal that is still queued", function()
+    -- The prompt forgets each chunk's Ctrl-C; one caught while a child
+    -- lived on (a mount) must not stop the next chunk's borg call.
+    local script = helpers.tmpdir()
+    helpers.write(script .. "/queued.lua", [[
+      local core = require "borg.core"
+      local sys = require "borg.sys"
+      local child = assert(core.spawn { file = "/bin/sleep", args = { "sleep", "30" },
+                                        stdout = "null" })
+      -- io.popen, not os.execute: system() ignores SIGINT while it waits.
+      io.popen("kill -INT " .. sys.getpid()):close()
+      core.forget_interrupt()
+      core.sleep(0.2) -- runs the loop, which would deliver a queued signal
+      print(core.interrupted(), sys.alive(child:pid()))
+      child:kill(9)
+      repeat until child:read(true) == "exit"
+    ]])
+    local output, status = helpers.shell(helpers.quote(helpers.borglua) .. " "
+      .. helpers.quote(script .. "/queued.lua") .. " 2>&1")
+    helpers.rmdir(script)
+    assert.are.equal(0, status, output)
+    assert.are.equal("nil\ttrue\n", output)
+  end)
+
   it("catches a signal that the child sends at once", function()
     -- A separate host: without the fix the signal kills it.
     local script = helpers.tmpdir()

@@ -234,7 +234,10 @@ describe("the prompt in a terminal", function()
     -- tmux 3.3a now and then misses the exit of a pane's process under
     -- load (the pane never shows as dead, with lua5.4 as well), so a
     -- shell prints borglua's exit status and the spec waits for that.
-    local command = "sh -c " .. q(borglua .. '; echo "[borglua exited: $?]"')
+    -- The shell traps SIGINT, so that Ctrl-C reaches borglua alone; its
+    -- child gets the default action back.
+    local command = "sh -c " .. q('trap : INT; ' .. borglua
+      .. '; echo "[borglua exited: $?]"')
     local _, status = tmux("-f /dev/null new-session -d -s repl -x 120 -y 50 "
       .. q(command))
     assert.are.equal(0, status)
@@ -259,6 +262,17 @@ describe("the prompt in a terminal", function()
     -- Kept for a person to look at: the screen with the listing.
     helpers.write(helpers.top .. "/build/repl-screen.txt", text .. "\n")
 
+    -- Ctrl-C stops a chunk that runs Lua code, and the session goes on.
+    press("C-l")
+    type_text('print("looping") n = 0 while true do n = n + 1 end')
+    press("Enter")
+    wait_for("\nlooping")
+    press("C-c")
+    wait_for("interrupted!")
+    type_text("n > 0")
+    press("Enter")
+    wait_for("\ntrue\n>$")
+
     press("C-d")
     wait_for("%[borglua exited: 0%]")
     local history = helpers.read(dir .. "/state/borglua/history")
@@ -270,6 +284,9 @@ describe("the prompt in a terminal", function()
     -- A new session recalls the last line with the up arrow.
     tmux("respawn-pane -k -t repl " .. q(command))
     wait_for("session\n>$")
+    press("Up")
+    wait_for("\n> n > 0$")
+    press("Up")
     press("Up")
     wait_for('\n> borg%.list{ "[^"]*", last=1 }$')
     press("C-u")
