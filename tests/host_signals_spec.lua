@@ -187,7 +187,8 @@ describe("signals to a borglua whose borg is slow to stop", function()
         FAULT_BORG_PIDS = %q, FAULT_BORG_TRAP = %s } }
       local ok, err = pcall(api.check, { "/repo" })
       print(ok, err.kind, err.rc)
-      io.stderr:write(err.message, "\n")
+      io.stderr:write(err.message, "\n", tostring(err.signal), " ",
+        tostring(err.interrupted), "\n")
     ]], helpers.top .. "/tests/bin/fault-borg", mode, pids, trap and '"1"' or "nil")
     local host = assert(core.spawn { file = helpers.borglua, env = vars, stdout = "whole",
       args = { helpers.borglua, "-e", script }, grace = 60 })
@@ -252,6 +253,8 @@ describe("signals to a borglua whose borg is slow to stop", function()
     assert.are.equal("interrupted by SIGTERM; borg did not stop in time and was killed"
       .. " (SIGKILL); its lock, if any, is removed by the next borg call on this host",
       stderr[1])
+    -- SIGKILL ended borg; the host's own signal was SIGTERM.
+    assert.are.equal("9 15", stderr[2])
     -- Long before the 30 s that the first signal would have given it.
     assert.is_true(elapsed < 20, string.format("took %.1f s", elapsed))
     assert.is_true(ends_within(pid, 5))

@@ -377,7 +377,8 @@ local function judge(outcome, ctx)
       stopped = "borg did not stop in time and was killed (SIGKILL); its lock,"
         .. " if any, is removed by the next borg call on this host"
     end
-    fail({ kind = "signal", signal = interrupted,
+    fail({ kind = "signal", interrupted = interrupted,
+           signal = outcome.signal ~= 0 and outcome.signal or interrupted,
            rc = outcome.signal == 0 and outcome.rc or nil,
            message = string.format("interrupted by %s; %s",
              process.signal_name(interrupted), stopped) }, outcome, ctx)
