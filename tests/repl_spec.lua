@@ -146,6 +146,17 @@ describe("repl.complete", function()
     assert.truthy(listing:find("extract", 1, true), listing)
   end)
 
+  it("runs no __index function of the script", function()
+    local ran = 0
+    _G.repl_spec_decoy = setmetatable({}, {
+      __index = function() ran = ran + 1 end,
+      __metatable = { __index = { foo = print, bar = print } },
+    })
+    repl.complete("repl_spec_decoy:")
+    repl.complete("repl_spec_decoy.foo.")
+    assert.are.equal(0, ran)
+  end)
+
   it("completes globals and keywords", function()
     assert.are.equal("int", (repl.complete("pr")))
     assert.are.equal("ction", (repl.complete("local f = fun")))

@@ -440,6 +440,24 @@ local function field_names(value)
   return names
 end
 
+-- Return field name of table t, following __index tables (never calling
+-- an __index function, and past a __metatable field) up to 5 levels.
+local function raw_field(t, name)
+  for _ = 1, 5 do
+    local field = rawget(t, name)
+    if field ~= nil then
+      return field
+    end
+    local mt = debug.getmetatable(t)
+    local index = type(mt) == "table" and rawget(mt, "__index")
+    if type(index) ~= "table" then
+      return nil
+    end
+    t = index
+  end
+  return nil
+end
+
 -- Return the value at a dotted path such as "borg.format" in the global
 -- table, or nil. Only fields already present are read, so completing
 -- runs no function of the script and no __index function.
@@ -449,12 +467,7 @@ local function resolve(path)
     if type(value) ~= "table" then
       return nil
     end
-    local field = rawget(value, name)
-    if field == nil then
-      local ok, mt = pcall(getmetatable, value)
-      local index = ok and type(mt) == "table" and rawget(mt, "__index")
-      field = type(index) == "table" and rawget(index, name) or nil
-    end
+    local field = raw_field(value, name)
     if field == nil and is_borg(value) then
       field = made_on_use(value, name)
     end
@@ -497,8 +510,13 @@ local function candidates(text)
     local names = field_names(resolve(base))
     if separator == ":" then
       local value = resolve(base)
+      local borg_object = is_borg(value)
       for name in pairs(names) do
-        local ok, field = pcall(function() return value[name] end)
+        -- The borg module's own __index makes commands; nothing else runs.
+        local ok, field = true, raw_field(value, name)
+        if borg_object then
+          ok, field = pcall(function() return value[name] end)
+        end
         if not ok or type(field) ~= "function" then
           names[name] = nil
         end
