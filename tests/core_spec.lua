@@ -286,6 +286,15 @@ describe("core.spawn", function()
     until kind == "exit"
   end)
 
+  -- Run the script name of directory dir in a borglua of its own, remove
+  -- dir, and return the output and exit status.
+  local function run_script(dir, name)
+    local output, status = helpers.shell(helpers.quote(helpers.borglua) .. " "
+      .. helpers.quote(dir .. "/" .. name) .. " 2>&1")
+    helpers.rmdir(dir)
+    return output, status
+  end
+
   it("forget_interrupt drops a signal that is still queued", function()
     -- The prompt forgets each chunk's Ctrl-C; one caught while a child
     -- lived on (a mount) must not stop the next chunk's borg call.
@@ -303,9 +312,7 @@ describe("core.spawn", function()
       child:kill(9)
       repeat until child:read(true) == "exit"
     ]])
-    local output, status = helpers.shell(helpers.quote(helpers.borglua) .. " "
-      .. helpers.quote(script .. "/queued.lua") .. " 2>&1")
-    helpers.rmdir(script)
+    local output, status = run_script(script, "queued.lua")
     assert.are.equal(0, status, output)
     assert.are.equal("nil\ttrue\n", output)
   end)
@@ -324,9 +331,7 @@ describe("core.spawn", function()
       end
       print("survived")
     ]])
-    local output, status = helpers.shell(helpers.quote(helpers.borglua) .. " "
-      .. helpers.quote(script .. "/signal.lua") .. " 2>&1")
-    helpers.rmdir(script)
+    local output, status = run_script(script, "signal.lua")
     assert.are.equal(0, status, output)
     assert.are.equal("survived\n", output)
   end)

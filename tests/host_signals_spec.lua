@@ -40,6 +40,19 @@ local function child_env(dir)
     { BORG_PASSPHRASE = PASSPHRASE })))
 end
 
+-- Give each spec of the enclosing describe a new directory: set(dir,
+-- vars) receives it and the environment list of a host working in it.
+local function with_directory(set)
+  local dir
+  before_each(function()
+    dir = helpers.tmpdir()
+    set(dir, child_env(dir))
+  end)
+  after_each(function()
+    helpers.rmdir(dir)
+  end)
+end
+
 describe("signals to a borglua running a create", function()
   local dir, api, repo, fifo, vars
 
@@ -168,14 +181,8 @@ end)
 -- checkpoint, stands in for the real one here (tests/bin/fault-borg).
 describe("signals to a borglua whose borg is slow to stop", function()
   local dir, vars
-
-  before_each(function()
-    dir = helpers.tmpdir()
-    vars = child_env(dir)
-  end)
-
-  after_each(function()
-    helpers.rmdir(dir)
+  with_directory(function(new_dir, new_vars)
+    dir, vars = new_dir, new_vars
   end)
 
   -- Start the host on a check by fault-borg in mode; return the host
@@ -263,14 +270,8 @@ end)
 
 describe("exit status of borglua on the real borg", function()
   local dir, vars
-
-  before_each(function()
-    dir = helpers.tmpdir()
-    vars = child_env(dir)
-  end)
-
-  after_each(function()
-    helpers.rmdir(dir)
+  with_directory(function(new_dir, new_vars)
+    dir, vars = new_dir, new_vars
   end)
 
   local function run_host(script)
