@@ -107,7 +107,7 @@ return {
 
       local function borglua(mode)
         return function()
-          local _, output = bench.run({ bench.borglua, "-e", chunk },
+          local _, _, output = bench.run({ bench.borglua, "-e", chunk },
             { env = with_mode(env, mode), capture = true })
           return tonumber(output)
         end
@@ -118,7 +118,7 @@ return {
         return bench.run({ "sh", "-c", loop }, { env = env }) / calls
       end
       local function in_process()
-        local _, output = bench.run({ bench.python, loop_py, repo, tostring(calls) },
+        local _, _, output = bench.run({ bench.python, loop_py, repo, tostring(calls) },
           { env = env, capture = true })
         return tonumber(output)
       end
