@@ -353,12 +353,17 @@ local function argument_keys(text, open, start)
   return nil
 end
 
+local borg_module, borg_instance_mt -- found on the first completion
+
 local function instance_metatable()
-  local ok, borg = pcall(require, "borg")
-  if not ok then
-    return nil, nil
+  if borg_module == nil then
+    local ok, borg = pcall(require, "borg")
+    if not ok then
+      return nil, nil
+    end
+    borg_module, borg_instance_mt = borg, getmetatable(borg.new())
   end
-  return borg, getmetatable(borg.new())
+  return borg_module, borg_instance_mt
 end
 
 -- Fields that the borg module and its instances make on first use, so
