@@ -58,12 +58,12 @@
 #define PACE_BELOW 4096
 #define PACE_MS 1
 #define DEFAULT_GRACE 5.0
-/* After the first SIGINT, SIGTERM or SIGHUP of the host, borg gets this
- * long to end by itself: on SIGINT a create first writes a checkpoint,
- * and killing it then would leave its lock behind. Then it gets SIGTERM
- * (unless that was the signal) and SIGKILL after the usual grace. A
- * second signal is forwarded too, so borg stops at once, and the kill
- * follows after the usual grace. A third signal kills at once. */
+/* After the host's first SIGINT, SIGTERM or SIGHUP, borg gets this long
+ * to end by itself, because on SIGINT a create first writes a checkpoint
+ * and a kill then would leave its lock behind. SIGTERM follows (unless
+ * that was the signal), and SIGKILL after the usual grace. A second
+ * signal is forwarded too, and the kill follows after the usual grace.
+ * A third signal kills at once. */
 #define INTERRUPT_GRACE 30.0
 /* How long to keep reading after the child exited while another process
  * (a grandchild in another session) still has its pipes open. */
@@ -258,7 +258,7 @@ static void hold_sigpipe(core_loop *cl) {
 /* Let the stdin socket hold STDIN_BUFFER bytes in flight instead of the
  * system's default (about 200 KiB), so borg reads large blocks and both
  * sides wake up less often. Above the system's limit only a privileged
- * host gets this size; otherwise the default stays. */
+ * host gets this size. Otherwise the default stays. */
 static void widen_stdin(proc *p) {
   uv_os_fd_t fd;
   int size = STDIN_BUFFER;
@@ -1297,7 +1297,7 @@ static int proc_write(lua_State *L) {
   }
 
   /* With nothing queued, write what the pipe takes at once straight from
-   * the Lua string; only the rest is copied and queued. */
+   * the Lua string. Only the rest is copied and queued. */
   if (p->write_pending == 0) {
     buf = uv_buf_init((char *)s, (unsigned)len);
     r = uv_try_write((uv_stream_t *)&p->in, &buf, 1);

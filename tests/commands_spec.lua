@@ -339,7 +339,7 @@ describe("failures", function()
     assert.matches("commands_spec%.lua:%d+$", err.where)
   end)
 
-  it("names the fix when the archive is not the first positional", function()
+  it("explains a misplaced archive", function()
     local repo = dir .. "/repo"
     local src = helpers.source_tree(dir)
     api.init { repo, encryption = "none" }

@@ -295,8 +295,8 @@ describe("core.spawn", function()
     return output, status
   end
 
-  it("forget_interrupt drops a signal that is still queued", function()
-    -- The prompt forgets each chunk's Ctrl-C; one caught while a child
+  it("forget_interrupt drops a queued signal", function()
+    -- The prompt clears each chunk's Ctrl-C. One caught while a child
     -- lived on (a mount) must not stop the next chunk's borg call.
     local script = helpers.tmpdir()
     helpers.write(script .. "/queued.lua", [[

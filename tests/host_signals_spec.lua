@@ -177,8 +177,8 @@ describe("signals to a borglua running a create", function()
   end)
 end)
 
--- A borg that is slow to stop after a signal, as a create that writes its
--- checkpoint, stands in for the real one here (tests/bin/fault-borg).
+-- Here tests/bin/fault-borg replaces the real borg: it is slow to stop
+-- after a signal, as a create is while it writes its checkpoint.
 describe("signals to a borglua whose borg is slow to stop", function()
   local dir, vars
   with_directory(function(new_dir, new_vars)
@@ -209,7 +209,7 @@ describe("signals to a borglua whose borg is slow to stop", function()
     error("fault-borg did not start")
   end
 
-  it("gives borg more than the usual 5 s after the first SIGINT", function()
+  it("gives borg 30 s after SIGINT", function()
     local host, pid = start_host("slow-stop")
     host:kill(2)
     local stdout, _, status = wait_exit(host)
@@ -219,7 +219,7 @@ describe("signals to a borglua whose borg is slow to stop", function()
     assert.is_nil(process_state(pid))
   end)
 
-  it("forwards a second SIGINT, which makes borg stop at once", function()
+  it("forwards a second SIGINT", function()
     local host = start_host("slow-stop")
     host:kill(2)
     os.execute("sleep 0.5")
@@ -232,7 +232,7 @@ describe("signals to a borglua whose borg is slow to stop", function()
   -- The stand-in is a shell script, which warm servers do not start, so
   -- a second run in warm mode would only repeat the 30 s wait.
   local cold_it = os.getenv("BORGLUA_WARM") == "0" and it or pending
-  cold_it("sends SIGTERM 30 s after a SIGINT that borg ignores", function()
+  cold_it("sends SIGTERM after the wait", function()
     local host, pid = start_host("term-only")
     local sent = core.now()
     host:kill(2)
@@ -245,7 +245,7 @@ describe("signals to a borglua whose borg is slow to stop", function()
     assert.is_nil(process_state(pid))
   end)
 
-  it("kills a borg that ignores signals at the third one", function()
+  it("kills at the third signal", function()
     local host, pid = start_host("hang", true)
     local sent = core.now()
     for _ = 1, 3 do

@@ -177,7 +177,7 @@ describe("plan mode", function()
     assert.has_error(function() borg.dry_run = "yes" end)
   end)
 
-  it("keeps borg.dry_run from running commands without --dry-run", function()
+  it("skips commands without --dry-run under borg.dry_run", function()
     local repo = dir .. "/repo"
     local src = helpers.source_tree(dir)
     local script = dir .. "/dry.lua"
@@ -244,7 +244,7 @@ describe("the run lock", function()
     error("the holder did not start")
   end
 
-  it("reports 143 as the exit status after SIGTERM", function()
+  it("reports exit status 143 after SIGTERM", function()
     helpers.write(dir .. "/term.lua", string.format([[
       local policy = require "borg.policy"
       local api = borg.new { borg = %q, env = { HANG_BORG_PID = %q } }
@@ -500,7 +500,8 @@ describe("retries", function()
     local out, err, status = borglua(dir, quote(dir .. "/retry.lua"))
     assert.are.equal(0, status, err)
     assert.are.equal("done\n", out)
-    assert.truthy(err:find("borglua: borg list: the lock is held (LockTimeout, rc 2)", 1, true), err)
+    assert.truthy(err:find("borglua: borg list: the lock is held (LockTimeout, rc 2)", 1, true),
+      err)
     assert.truthy(err:find("attempt 1 of 2 failed, trying again in 0.01 s\n", 1, true), err)
   end)
 

@@ -69,7 +69,7 @@ describe("repl.show", function()
     assert.are.equal("error: " .. repl.show(err), repl.show_error(err))
   end)
 
-  it("shows objects with their own text and masks env entries", function()
+  it("hides object fields and secret entries", function()
     local object = setmetatable({ fds = { [20] = "pass-word-1" } },
       { __tostring = function() return "<object>" end })
     assert.are.equal("<object>", repl.show(object))
@@ -242,11 +242,10 @@ describe("the prompt in a terminal", function()
       .. " HOME=" .. q(dir) .. " XDG_STATE_HOME=" .. q(dir .. "/state")
       .. " BORG_BASE_DIR=" .. q(dir .. "/base") .. " BORG_SELFTEST=disabled "
       .. q(helpers.borglua)
-    -- tmux 3.3a now and then misses the exit of a pane's process under
-    -- load (the pane never shows as dead, with lua5.4 as well), so a
-    -- shell prints borglua's exit status and the spec waits for that.
-    -- The shell traps SIGINT, so that Ctrl-C reaches borglua alone; its
-    -- child gets the default action back.
+    -- Under load, tmux 3.3a now and then misses the exit of a pane's
+    -- process (seen with lua5.4 too), so a shell prints borglua's exit
+    -- status and the spec waits for that line. The shell traps SIGINT, so
+    -- Ctrl-C does not end it, and borglua gets the default action back.
     local command = "sh -c " .. q('trap : INT; ' .. borglua
       .. '; echo "[borglua exited: $?]"')
     local _, status = tmux("-f /dev/null new-session -d -s repl -x 120 -y 50 "

@@ -27,7 +27,7 @@ describe("schema.time", function()
       return
     end
     -- A host in Berlin: the offsets are cached by day, so each time is
-    -- converted twice, and the second answer comes from the cache.
+    -- converted twice, and the second result comes from the cache.
     local helpers = require "helpers"
     local output = helpers.shell("TZ=Europe/Berlin " .. helpers.quote(helpers.borglua)
       .. " -e " .. helpers.quote([[

@@ -206,7 +206,7 @@ describe("passphrase", function()
     assert.is_nil(entry_starting(environ, "BORG_PASSPHRASE_FD="))
   end)
 
-  it("keeps a failing passcommand's arguments out of errors and log lines", function()
+  it("masks a failing passcommand's arguments", function()
     local failing = helpers.instance(dir, { log_level = "info",
       env = { BORG_PASSCOMMAND = "false WRONGPASS-7" } })
     local err = call_error(failing.list, { repo })

@@ -356,8 +356,8 @@ local function failure_message(outcome)
   return message, msgid, parser_error ~= nil, parser_error == nil and used or nil
 end
 
--- Raise the error object with fields for the outcome of ctx; used is the
--- log record whose message the error carries, which is then not printed.
+-- Raise the error object made of fields for the outcome of ctx. The log
+-- record `used` carries the error's message, so it is not printed.
 local function fail(fields, outcome, ctx, used)
   process.release_held(outcome, used)
   fields.command = ctx.command

@@ -480,8 +480,8 @@ function env.child(inst, command, call_env)
     route_key_change(child, command, source, new)
   elseif source and source.name == "BORG_PASSCOMMAND" then
     vars.BORG_PASSCOMMAND = source.value
-    -- borg quotes the command's words when the command fails, and its
-    -- arguments may hold a secret; the program name stays readable.
+    -- borg quotes the command's words when it fails, and an argument may
+    -- be a secret. The program name stays readable.
     child.secrets[#child.secrets + 1] = source.value
     local first = true
     for word in tostring(source.value):gmatch("%S+") do

@@ -98,7 +98,7 @@ local function caller_position()
   return nil
 end
 
--- Return "source:line" of the caller's line that called the library.
+-- Return "source:line" of the line that called the library.
 errors.caller_position = caller_position
 
 -- Raise a usage error for command with a formatted message.

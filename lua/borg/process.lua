@@ -83,10 +83,10 @@ end
 -- Print the error record that print_record held back, unless it is the
 -- record `used`, whose message the caller's error object carries.
 function process.release_held(state, used)
-  local held, print_log = state.held_error, state.print_held
+  local record, print_log = state.held_error, state.print_held
   state.held_error, state.print_held = nil, nil
-  if held and held ~= used then
-    print_log(held)
+  if record and record ~= used then
+    print_log(record)
   end
 end
 
